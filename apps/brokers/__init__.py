@@ -1,0 +1,1 @@
+"""The only door to the market: the Broker interface, PaperBroker and KiteBroker."""

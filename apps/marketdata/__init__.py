@@ -1,0 +1,1 @@
+"""Instruments, candles, the NSE trading calendar, importers and feeds."""

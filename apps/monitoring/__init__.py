@@ -1,0 +1,1 @@
+"""Health, readiness, metrics, alerts and the operations view of the workers."""

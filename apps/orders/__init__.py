@@ -1,0 +1,1 @@
+"""The order-management system: orders, events, fills, positions, charges, kill switch."""

@@ -1,0 +1,1 @@
+"""Pre-trade checks, limits, VaR/ES engines, stress tests and VaR backtesting."""

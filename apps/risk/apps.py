@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class RiskConfig(AppConfig):
+    name = "apps.risk"
+    label = "risk"
+    verbose_name = "Risk"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""API keys, roles, encrypted secrets, audit, backups and the operator account."""

@@ -1,0 +1,1 @@
+"""The strategy framework, live signal evaluation and the backtest engine."""

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class StrategiesConfig(AppConfig):
+    name = "apps.strategies"
+    label = "strategies"
+    verbose_name = "Strategies"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Development-only tooling (lint contracts); never imported by the running stack."""

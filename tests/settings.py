@@ -1,0 +1,14 @@
+"""Settings for the test suite: the real settings, with a private var/ and a test-only key.
+
+VAR_DIR defaults to var/test so that `make test` never shares the SQLite file or
+the embedded Redis socket with a `make run` going on beside it.
+"""
+
+import os
+
+from tradingsite.config import BASE_DIR
+
+os.environ.setdefault("VAR_DIR", str(BASE_DIR / "var" / "test"))
+os.environ.setdefault("SECRET_KEY", "test-suite-only-not-a-secret")
+
+from tradingsite.settings import *  # noqa: F403
