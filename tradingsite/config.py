@@ -120,10 +120,14 @@ def parse_database_url(raw: str, *, name: str = "DATABASE_URL") -> DatabaseURL:
     if scheme not in DATABASE_SCHEMES:
         raise ConfigError(name, f"is malformed: expected postgres://user@host:port/name or sqlite:///path, got {raw!r}")
     if scheme == "sqlite":
+        # sqlite:////abs/path is absolute, sqlite:///rel/path is relative to the project.
         path = unquote(parts.path)
-        if not path or path == "/":
-            raise ConfigError(name, f"is malformed: sqlite URL has no file path in {raw!r}")
-        return DatabaseURL(engine="sqlite", name=path)
+        if parts.netloc or not path.lstrip("/"):
+            raise ConfigError(
+                name, f"is malformed: expected sqlite:////absolute/path or sqlite:///relative, got {raw!r}"
+            )
+        file = Path(path[1:]) if path.startswith("//") else BASE_DIR / path[1:]
+        return DatabaseURL(engine="sqlite", name=str(file), raw=raw)
     try:
         port = parts.port
     except ValueError:
