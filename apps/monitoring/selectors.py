@@ -46,9 +46,12 @@ def _check_redis() -> Check:
 
 def _ping_workers(timeout: float) -> tuple[list[str], str | None]:
     try:
-        replies = celery_app.control.ping(timeout=timeout) or []
+        with celery_app.connection_for_write() as conn:
+            # Fail fast: a probe must answer within seconds, not ride kombu's start-up retries.
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=1, timeout=2)
+            replies = celery_app.control.ping(timeout=timeout, connection=conn) or []
     except Exception as exc:  # noqa: BLE001 - broker unreachable: every worker check fails with this reason
-        return [], f"{type(exc).__name__}: {exc}"
+        return [], f"broker unreachable: {type(exc).__name__}: {exc}"
     return sorted(name for reply in replies for name in reply), None
 
 

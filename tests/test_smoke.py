@@ -1,0 +1,195 @@
+"""`make run` end to end on the embedded default: the whole stack, in real processes.
+
+Started exactly as an operator starts it, in a private VAR_DIR on free ports:
+/readyz turns 200, Flower lists the five queue workers, the admin logs in
+with the generated credentials; a second launcher is turned away; a port in
+use stops a launcher before it starts anything; SIGINT (and SIGTERM to make)
+leaves no process behind; a second run reuses what the first one made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.support.stack import free_port
+from tradingsite.config import BASE_DIR
+from workers.queues import DEDICATED_QUEUES
+from workers.supervision import wait_until
+
+pytestmark = [pytest.mark.smoke, pytest.mark.processes]
+
+READY_WITHIN_SECONDS = 90
+STRIP = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY", "VAR_DIR")
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    var_dir: Path
+    web: int
+    flower: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def credentials(self) -> tuple[str, str]:
+        match = re.search(r"user '([^']+)', password '([^']+)'", self.output())
+        assert match, self.output()[-3000:]
+        return match.group(1), match.group(2)
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+
+def embedded_env(var_dir: Path, web: int, flower: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in STRIP and not k.startswith("DJANGO_")}
+    env.update(VAR_DIR=str(var_dir), WEB_PORT=str(web), FLOWER_PORT=str(flower), PYTHONUNBUFFERED="1")
+    return env
+
+
+def launch(var_dir: Path, web: int, flower: int, *, via_make: bool = False, name: str = "run") -> Stack:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log = var_dir.parent / f"{name}.log"
+    argv = (
+        ["make", "--no-print-directory", "run"] if via_make else [sys.executable, "-m", "tradingsite.launcher", "run"]
+    )
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=BASE_DIR,
+            env=embedded_env(var_dir, web, flower),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Stack(proc, log, var_dir, web, flower)
+
+
+def wait_ready(stack: Stack) -> dict:
+    def ready() -> bool:
+        assert stack.proc.poll() is None, f"launcher exited:\n{stack.output()[-4000:]}"
+        try:
+            return requests.get(f"{stack.url}/readyz", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+    wait_until(ready, timeout=READY_WITHIN_SECONDS, interval=0.5, what="/readyz to answer 200")
+    return requests.get(f"{stack.url}/readyz", timeout=5).json()
+
+
+def stop(stack: Stack, sig: signal.Signals = signal.SIGINT) -> list[psutil.Process]:
+    """Signal the launcher (or make) and wait; returns the processes it had started."""
+    before = stack.descendants() if stack.proc.poll() is None else []
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(sig)
+        try:
+            stack.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.proc.pid, signal.SIGKILL)
+            for p in before:
+                p.kill()
+            raise
+    return before
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    running = launch(root / "var", free_port(), free_port())
+    try:
+        yield running
+    finally:
+        assert_all_gone(stop(running))
+
+
+def test_readyz_answers_200_within_90_seconds(stack: Stack) -> None:
+    started = time.monotonic()
+    body = wait_ready(stack)
+    assert time.monotonic() - started < READY_WITHIN_SECONDS
+    assert body["status"] == "ready" and body["checks"]["database"]["detail"] == "sqlite"
+    assert {q: body["workers"][q]["ok"] for q in body["workers"]} == {q.value: True for q in DEDICATED_QUEUES}
+    assert (stack.var_dir / "db.sqlite3").exists() and (stack.var_dir / "redis" / "redis.sock").exists()
+    out = stack.output()
+    for part in ("API     http", "Admin   http", "Flower  http", "stack ready in"):
+        assert part in out
+
+
+def test_flower_lists_the_five_queue_workers(stack: Stack) -> None:
+    wait_ready(stack)
+    url = f"http://127.0.0.1:{stack.flower}/api/workers"
+    assert requests.get(url, timeout=10).status_code == 401
+    workers = requests.get(url, params={"refresh": 1}, auth=stack.credentials(), timeout=30).json()
+    for queue in DEDICATED_QUEUES:
+        assert any(name.startswith(f"{queue.value}@") for name in workers), sorted(workers)
+
+
+def test_admin_login_page_loads_and_the_printed_credentials_log_in(stack: Stack) -> None:
+    wait_ready(stack)
+    session = requests.Session()
+    page = session.get(f"{stack.url}/admin/login/", timeout=10)
+    assert page.status_code == 200 and "Trading platform operations" in page.text
+    user, password = stack.credentials()
+    response = session.post(
+        f"{stack.url}/admin/login/?next=/admin/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.url}/admin/login/"},
+        timeout=10,
+    )
+    assert response.status_code == 200 and response.url.endswith("/admin/") and "Log out" in response.text
+
+
+def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:
+    second = launch(stack.var_dir, free_port(), free_port(), name="second")
+    assert second.proc.wait(60) == 2
+    assert "the stack is already running" in second.output()
+    assert requests.get(f"{stack.url}/readyz", timeout=5).status_code == 200
+
+
+def test_a_port_in_use_stops_a_launcher_before_anything_starts(stack: Stack, tmp_path: Path) -> None:
+    other = launch(tmp_path / "var", stack.web, free_port(), name="busy-port")
+    assert other.proc.wait(60) == 2
+    assert f"port {stack.web} (WEB_PORT) is already in use" in other.output()
+    assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
+    assert not (tmp_path / "var" / "db.sqlite3").exists()
+
+
+def test_sigint_stops_everything_and_a_rerun_via_make_reuses_it_then_sigterm_stops_it(stack: Stack) -> None:
+    wait_ready(stack)
+    user, password = stack.credentials()
+    started = stop(stack, signal.SIGINT)
+    assert len(started) >= 10  # honcho's runners and the 9 Procfile processes with their pools
+    assert_all_gone(started)
+    assert not (stack.var_dir / "redis" / "redis.sock").exists()
+
+    again = launch(stack.var_dir, stack.web, stack.flower, via_make=True, name="rerun")
+    try:
+        wait_ready(again)
+        out = again.output()
+        assert "No migrations to apply" in out and "already exists" in out and "0 created" in out
+        assert again.credentials() == (user, password)
+    finally:
+        processes = stop(again, signal.SIGTERM)
+    assert_all_gone(processes)
