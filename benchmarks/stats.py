@@ -1,9 +1,12 @@
-"""Percentiles and ratio tables for benchmarks; pure (no Django, no Celery)."""
+"""Percentiles, summaries, ratio tables and the report type for benchmarks; pure (no Django, no Celery)."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -27,3 +30,50 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Latency of one series in milliseconds: what the tables print and the JSON keeps."""
+
+    n: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+
+    def as_dict(self, digits: int = 4) -> dict[str, float | int]:
+        """Rounded to 0.1 microsecond by default: finer digits are clock noise, not information."""
+        values = {"p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "mean_ms": self.mean_ms, "max_ms": self.max_ms}
+        return {"n": self.n, **{k: round(v, digits) for k, v in values.items()}}
+
+
+def summarize_ns(samples_ns: Sequence[int]) -> Summary:
+    """Summarize `perf_counter_ns` durations; nanoseconds in, so no float rounding at capture time."""
+    ms = [s / 1e6 for s in samples_ns]
+    return Summary(
+        n=len(ms), p50_ms=percentile(ms, 50), p99_ms=percentile(ms, 99), mean_ms=statistics.fmean(ms), max_ms=max(ms)
+    )
+
+
+def ratio(value: float, floor: float) -> float | None:
+    """How many times the floor a measurement is; a zero floor (clock too coarse) has no ratio."""
+    if floor <= 0:
+        return None
+    return value / floor
+
+
+@dataclass
+class Report:
+    """What a benchmark's `run()` hands the runner: a table to print and data for results/<name>.json.
+
+    `machine` carries what the reader needs to compare two runs (library versions,
+    broker kind); the runner adds what every benchmark shares (cpu count, python).
+    """
+
+    title: str
+    headers: list[str]
+    rows: list[list[object]]
+    data: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -27,7 +27,10 @@ class WorkerProfile:
     soft_time_limit: int  # the task gets SoftTimeLimitExceeded
     acks_late: bool = False
     reject_on_worker_lost: bool = False
-    max_tasks_per_child: int | None = None
+    # Recycle a pool process only when it grew past this (KiB). Not max_tasks_per_child:
+    # its replacement child is often started by a 5 s timer (celery/celery#9588), which
+    # stalled a one-process queue for seconds (seen in `make bench`).
+    max_memory_per_child_kib: int | None = None
     pool: str = "prefork"
     extra_args: tuple[str, ...] = field(default=())
 
@@ -59,8 +62,8 @@ class WorkerProfile:
             "--without-mingle",
             f"--loglevel={loglevel}",
         ]
-        if self.max_tasks_per_child:
-            argv.append(f"--max-tasks-per-child={self.max_tasks_per_child}")
+        if self.max_memory_per_child_kib:
+            argv.append(f"--max-memory-per-child={self.max_memory_per_child_kib}")
         if self.prefetch_multiplier == 1:
             argv.append("-O")
             argv.append("fair")
@@ -86,7 +89,7 @@ PROFILES: dict[Queue, WorkerProfile] = {
         prefetch_multiplier=1,
         time_limit=600,
         soft_time_limit=540,
-        max_tasks_per_child=50,
+        max_memory_per_child_kib=2_000_000,
     ),
     Queue.BACKTESTS: WorkerProfile(
         queue=Queue.BACKTESTS,
@@ -94,7 +97,7 @@ PROFILES: dict[Queue, WorkerProfile] = {
         prefetch_multiplier=1,
         time_limit=1800,
         soft_time_limit=1700,
-        max_tasks_per_child=100,
+        max_memory_per_child_kib=1_500_000,
     ),
     Queue.DEFAULT: WorkerProfile(
         queue=Queue.DEFAULT, concurrency=1, prefetch_multiplier=1, time_limit=900, soft_time_limit=840

@@ -14,9 +14,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tradingsite.config import BASE_DIR
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class ManagedProcess:
@@ -90,5 +95,42 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
 
 
 def stop_all(processes: Iterable[ManagedProcess]) -> None:
-    for proc in processes:
-        proc.stop()
+    """Stop processes in parallel: each warm shutdown takes a second or two, one after another they add up."""
+    procs = list(processes)
+    if not procs:
+        return
+    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+        for future in [pool.submit(p.stop) for p in procs]:
+            future.result()
+
+
+def ping_nodes(app: Celery, timeout: float = 1.0) -> set[str]:
+    """Node names of the workers that answer a control ping (`<queue>@<host>`)."""
+    replies: list[dict[str, Any]] = app.control.ping(timeout=timeout) or []
+    return {name for reply in replies for name in reply}
+
+
+def queues_answering(app: Celery, queues: Iterable[str]) -> bool:
+    nodes = ping_nodes(app)
+    return all(any(n.startswith(f"{q}@") for n in nodes) for q in queues)
+
+
+def start_queue_workers(
+    app: Celery, queues: Iterable[str], *, env: dict[str, str], log_dir: Path, timeout: float = 120.0
+) -> dict[str, ManagedProcess]:
+    """Start `python -m workers worker <queue>` per queue; return once each answers a ping, or stop them all."""
+    names = list(queues)
+    procs = {q: stack_process("worker", q, env=env, log_dir=log_dir).start() for q in names}
+
+    def ready() -> bool:
+        for q, proc in procs.items():
+            if not proc.alive():
+                raise RuntimeError(f"the {q} worker exited during start-up:\n{proc.log_tail()}")
+        return queues_answering(app, names)
+
+    try:
+        wait_until(ready, timeout=timeout, interval=0.1, what=f"workers for {', '.join(names)}")
+    except BaseException:
+        stop_all(procs.values())
+        raise
+    return procs

@@ -14,7 +14,7 @@ from django.db import connection
 
 from tradingsite.celery import app as celery_app
 from workers.queues import DEDICATED_QUEUES, Queue
-from workers.supervision import ManagedProcess, stack_process, stop_all, wait_until
+from workers.supervision import ManagedProcess, queues_answering, start_queue_workers, stop_all
 
 FLOWER_USER = "flower-test"
 FLOWER_PASSWORD = "flower-test-password"
@@ -56,31 +56,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def ping_nodes(timeout: float = 1.0) -> set[str]:
-    return {name for reply in celery_app.control.ping(timeout=timeout) or [] for name in reply}
-
-
 def queue_nodes_alive(queues: list[Queue]) -> bool:
-    nodes = ping_nodes()
-    return all(any(n.startswith(f"{q.value}@") for n in nodes) for q in queues)
+    return queues_answering(celery_app, [q.value for q in queues])
 
 
-def start_workers(queues: list[Queue], log_dir: Path, timeout: float = 120.0) -> dict[Queue, ManagedProcess]:
-    env = subprocess_env()
-    procs = {q: stack_process("worker", q.value, env=env, log_dir=log_dir).start() for q in queues}
-
-    def ready() -> bool:
-        for q, proc in procs.items():
-            if not proc.alive():
-                raise RuntimeError(f"worker for {q} exited during start-up:\n{proc.log_tail()}")
-        return queue_nodes_alive(queues)
-
-    try:
-        wait_until(ready, timeout=timeout, what=f"workers for {', '.join(q.value for q in queues)}")
-    except BaseException:
-        stop_all(procs.values())
-        raise
-    return procs
+def start_workers(queues: list[Queue], log_dir: Path) -> dict[Queue, ManagedProcess]:
+    procs = start_queue_workers(celery_app, [q.value for q in queues], env=subprocess_env(), log_dir=log_dir)
+    return {Queue(name): proc for name, proc in procs.items()}
 
 
 @pytest.fixture(scope="session")
