@@ -80,3 +80,8 @@ def test_stop_leftovers_ignores_recycled_pids(tmp_path: Path) -> None:
     record = tmp_path / "run-processes.json"
     record.write_text(json.dumps([{"pid": os.getpid(), "created": 0.0, "cmd": "not me"}]))
     assert stop_leftovers(record) == 0 and not record.exists()
+
+
+def test_the_ticker_runs_only_when_enabled(tmp_path: Path) -> None:
+    assert "ticker" not in process_names(config_for(tmp_path))
+    assert "ticker" in process_names(config_for(tmp_path, TICKER_ENABLED="true"))

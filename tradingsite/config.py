@@ -23,6 +23,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 TRADING_MODES = ("paper", "live")
 DEFAULT_KITE_API_ROOT = "https://api.kite.trade"
+DEFAULT_KITE_TICKER_ROOT = "wss://ws.kite.trade"
 DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis", "sqlite"}
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -91,6 +92,9 @@ class Config:
     flower_port: int
     flower_basic_auth: str | None
     log_level: str
+    kite_ticker_root: str
+    ticker_enabled: bool
+    ticker_stale_seconds: int
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -232,6 +236,22 @@ def _flower_auth(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def parse_positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(name, f"must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+def _ticker_root(env: Mapping[str, str]) -> str:
+    root = env.get("KITE_TICKER_ROOT", "").strip() or DEFAULT_KITE_TICKER_ROOT
+    if urlsplit(root).scheme not in {"ws", "wss"} or not urlsplit(root).hostname:
+        raise ConfigError("KITE_TICKER_ROOT", f"is malformed: expected a ws(s):// URL, got {root!r}")
+    return root
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the environment; raises `ConfigError` naming the variable."""
     env = os.environ if env is None else env
@@ -270,4 +290,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         flower_port=parse_port(env, "FLOWER_PORT", 5555),
         flower_basic_auth=_flower_auth(env),
         log_level=log_level,
+        kite_ticker_root=_ticker_root(env),
+        ticker_enabled=parse_bool(env, "TICKER_ENABLED", False),
+        ticker_stale_seconds=parse_positive_int(env, "TICKER_STALE_SECONDS", 30),
     )

@@ -186,8 +186,13 @@ def prepare(env: dict[str, str]) -> None:
 
 
 def process_names(config: Config) -> list[str]:
-    names = list(parse_procfile(PROCFILE.read_text()).processes)
-    return names if config.redis_embedded else [n for n in names if n != "redis"]
+    """The Procfile's lines this configuration runs: `redis` only when embedded, `ticker` only when enabled."""
+    skip = set()
+    if not config.redis_embedded:
+        skip.add("redis")
+    if not config.ticker_enabled:
+        skip.add("ticker")
+    return [n for n in parse_procfile(PROCFILE.read_text()).processes if n not in skip]
 
 
 def banner(config: Config, creds: Credentials) -> str:

@@ -122,6 +122,11 @@ REDIS_EMBEDDED = CONFIG.redis_embedded
 DATABASE_EMBEDDED = CONFIG.database_embedded
 WEB_PORT = CONFIG.web_port
 FLOWER_PORT = CONFIG.flower_port
+KITE_TICKER_ROOT = CONFIG.kite_ticker_root
+TICKER_ENABLED = CONFIG.ticker_enabled
+TICKER_STALE_SECONDS = CONFIG.ticker_stale_seconds  # no tick this long in market hours: alert, poll LTP
+KITE_HISTORICAL_REQUESTS_PER_SECOND = 3  # Kite's limit for historical data, shared by every process
+KITE_LTP_POLL_PER_SECOND = 1  # the ticker's fallback polling of /quote/ltp
 READINESS_PING_TIMEOUT = 1.0  # seconds /readyz waits for workers to answer a ping
 
 # --- REST API ---------------------------------------------------------------------
