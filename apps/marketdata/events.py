@@ -25,10 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 BAR_STREAM = "marketdata:bars"
 LATEST_PRICES = "marketdata:ltp"
 STREAM_MAXLEN = 200_000
+IST = ZoneInfo("Asia/Kolkata")
 
 
 class RedisLike(Protocol):
@@ -66,7 +68,7 @@ class BarEvent:
             "exchange": self.exchange,
             "symbol": self.symbol,
             "interval": self.interval,
-            "time": self.time.isoformat(),
+            "time": self.time.astimezone(IST).isoformat(),
             "open": str(self.open),
             "high": str(self.high),
             "low": str(self.low),
@@ -105,7 +107,7 @@ class LatestPrice:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data.update(price=str(self.price), time=self.time.isoformat())
+        data.update(price=str(self.price), time=self.time.astimezone(IST).isoformat())
         return json.dumps(data)
 
     @classmethod
