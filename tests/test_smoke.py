@@ -159,6 +159,23 @@ def test_admin_login_page_loads_and_the_printed_credentials_log_in(stack: Stack)
         timeout=10,
     )
     assert response.status_code == 200 and response.url.endswith("/admin/") and "Log out" in response.text
+    universes = session.get(f"{stack.url}/admin/marketdata/universe/", timeout=10).text
+    assert "NIFTY 50" in universes
+    coverage = session.get(f"{stack.url}/admin/marketdata/instrument/coverage/", params={"q": "RELIANCE"}, timeout=10)
+    assert "RELIANCE" in coverage.text and "<td>minute</td>" in coverage.text
+
+
+def test_the_api_serves_the_demo_universe_and_candles(stack: Stack) -> None:
+    wait_ready(stack)
+    auth = stack.credentials()
+    instruments = requests.get(
+        f"{stack.url}/api/v1/instruments/", params={"universe": "NIFTY 50"}, auth=auth, timeout=10
+    ).json()
+    assert instruments["count"] == 50
+    candles = requests.get(
+        f"{stack.url}/api/v1/candles/", params={"symbol": "RELIANCE", "interval": "day"}, auth=auth, timeout=10
+    ).json()
+    assert candles["count"] == 250 and {r["source"] for r in candles["results"]} == {"synthetic"}
 
 
 def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:
@@ -189,6 +206,7 @@ def test_sigint_stops_everything_and_a_rerun_via_make_reuses_it_then_sigterm_sto
         wait_ready(again)
         out = again.output()
         assert "No migrations to apply" in out and "already exists" in out and "0 created" in out
+        assert "seed_demo: candles exist already; nothing to do" in out
         assert again.credentials() == (user, password)
     finally:
         processes = stop(again, signal.SIGTERM)

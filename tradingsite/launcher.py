@@ -8,7 +8,7 @@ variable), takes `var/run.lock` (a second `make run` is told the first one is
 running), checks that the web and Flower ports are free, stops processes a
 killed earlier run left behind, generates the local SECRET_KEY and the
 operator's credentials once under `var/`, migrates, creates the admin account
-and installs the default beat schedule. Then honcho starts every line of
+installs the default beat schedule and, on a first start, seeds the demo data. Then honcho starts every line of
 `deploy/Procfile` (the embedded Redis only when REDIS_URL is unset). Ctrl-C or
 SIGTERM stops all of them, each in its own process group, and the launcher
 checks that none is left. No Django import here: everything Django runs in a
@@ -183,6 +183,7 @@ def prepare(env: dict[str, str]) -> None:
     _manage(env, "migrate", "--noinput", "-v", "1")
     _manage(env, "ensure_admin")
     _manage(env, "install_schedule")
+    _manage(env, "seed_demo", "--if-empty")  # first start: the NIFTY 50 universe and demo candles to look at
 
 
 def process_names(config: Config) -> list[str]:

@@ -20,6 +20,11 @@ IST = ZoneInfo("Asia/Kolkata")
 MAX_CANDLES = 10_000
 
 
+class InstrumentPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+
 class InstrumentListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         exchange = serializers.CharField(required=False, max_length=8)
@@ -52,7 +57,7 @@ class InstrumentListApi(APIView):
             search=filters.validated_data.get("q"),
             universe=filters.validated_data.get("universe"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = InstrumentPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
@@ -87,7 +92,8 @@ class CandleListApi(APIView):
         to = DateOrDateTimeField(required=False, end_of_day=True)
         after = DateOrDateTimeField(required=False, help_text="keyset cursor: bars strictly after this time")
         limit = serializers.IntegerField(required=False, default=1000, min_value=1, max_value=MAX_CANDLES)
-        format = serializers.ChoiceField(choices=("rows", "columnar"), default="rows")
+        # Not `format`: DRF reserves that query parameter for choosing a renderer.
+        layout = serializers.ChoiceField(choices=("rows", "columnar"), default="rows")
 
         def get_fields(self) -> dict[str, serializers.Field]:
             fields = super().get_fields()
@@ -118,7 +124,7 @@ class CandleListApi(APIView):
             OpenApiParameter("to", str, description="date or ISO datetime, inclusive"),
             OpenApiParameter("after", str, description="cursor from `next`"),
             OpenApiParameter("limit", int),
-            OpenApiParameter("format", str, enum=["rows", "columnar"]),
+            OpenApiParameter("layout", str, enum=["rows", "columnar"], description="columnar: one array per field"),
         ]
     )
     def get(self, request: Request) -> Response:
@@ -139,7 +145,7 @@ class CandleListApi(APIView):
             "count": len(rows),
             "next": self._next_url(request, bars[-1].time) if more else None,
         }
-        if f["format"] == "columnar":
+        if f["layout"] == "columnar":
             columns = ("time", "open", "high", "low", "close", "volume", "oi", "source")
             body["columns"] = {c: [r[c] for r in rows] for c in columns}
         else:
