@@ -96,13 +96,12 @@ def _entries(exchange: str) -> list[CalendarEntry]:
 def instrument_profile(instrument: Instrument, *, on: date | None = None) -> InstrumentProfile:
     """The calendar's view of an Instrument row on the day `on` (default: today in IST).
 
-    The Instrument model has no "has listed derivatives" field yet, so membership of the NIFTY 50
-    universe on that day stands in for it (every NIFTY 50 stock has derivatives); an instrument
-    that carries a boolean `has_derivatives` attribute is taken at its word.
+    `Instrument.has_derivatives` says whether it has listed F&O; an instrument not (yet) flagged
+    that is in the NIFTY 50 on that day has them too (every NIFTY 50 stock does), so a CSV-created
+    or provisional NIFTY 50 instrument still closes in the auction.
     """
-    flagged = getattr(instrument, "has_derivatives", None)
     day = on or datetime.now(IST).date()
-    has_derivatives = flagged if isinstance(flagged, bool) else _in_nifty_50(instrument, day)
+    has_derivatives = instrument.has_derivatives or _in_nifty_50(instrument, day)
     return InstrumentProfile(
         tradingsymbol=instrument.tradingsymbol,
         exchange=instrument.exchange,

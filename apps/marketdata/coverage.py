@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.marketdata.calendar_db import trading_calendar
 from apps.marketdata.models import Candle, Interval
 from apps.marketdata.selectors import candle_coverage
 
@@ -26,8 +27,9 @@ INTERVAL_MINUTES = {
 
 
 def trading_days_between(first: date, last: date) -> int:
-    """Weekdays from first to last inclusive (replaced by the NSE calendar's sessions when it lands)."""
-    return sum(1 for n in range((last - first).days + 1) if (first + timedelta(days=n)).weekday() < 5)
+    """NSE days with a regular session from first to last inclusive."""
+    calendar = trading_calendar()
+    return sum(1 for n in range((last - first).days + 1) if calendar.has_regular_session(first + timedelta(days=n)))
 
 
 def expected_bars(interval: str, first: date, last: date) -> int:

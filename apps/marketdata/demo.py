@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.marketdata import synthetic
+from apps.marketdata.calendar_db import trading_calendar
 from apps.marketdata.models import Candle, Instrument, Interval, SeriesSource, Universe, UniverseMembership
 from apps.marketdata.nifty50 import CONSTITUENTS, UNIVERSE_NAME
 
@@ -46,7 +47,12 @@ def nifty50_universe_ensure() -> tuple[Universe, int, int]:
         instrument, made = Instrument.objects.get_or_create(
             exchange="NSE",
             tradingsymbol=c.symbol,
-            defaults={"name": c.name, "provisional": True, "source": SeriesSource.SYNTHETIC},
+            defaults={
+                "name": c.name,
+                "provisional": True,
+                "source": SeriesSource.SYNTHETIC,
+                "has_derivatives": True,
+            },
         )
         created_instruments += made
         _, joined = UniverseMembership.objects.get_or_create(
@@ -56,12 +62,13 @@ def nifty50_universe_ensure() -> tuple[Universe, int, int]:
     return universe, created_instruments, created_members
 
 
-def weekday_sessions(end: date, count: int) -> list[date]:
-    """The `count` weekdays up to `end`. (The NSE calendar's trading days replace this once it lands.)"""
+def regular_sessions(end: date, count: int) -> list[date]:
+    """The last `count` NSE days with a regular session up to `end` (special sessions are too short to demo)."""
+    calendar = trading_calendar()
     days: list[date] = []
     d = end
     while len(days) < count:
-        if d.weekday() < 5:
+        if calendar.has_regular_session(d):
             days.append(d)
         d -= timedelta(days=1)
     return sorted(days)
@@ -135,7 +142,7 @@ def demo_seed(
     if not chosen:
         return result
     end = end or (timezone.localdate(timezone.now(), IST) - timedelta(days=1))
-    days = weekday_sessions(end, daily_days)
+    days = regular_sessions(end, daily_days)
     sectors = [c.sector for c in chosen]
     history = synthetic.daily_bars(
         seed=seed,

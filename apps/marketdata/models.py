@@ -46,6 +46,10 @@ class Instrument(models.Model):
     tick_size = models.DecimalField(max_digits=10, decimal_places=4, default="0.05")
     lot_size = models.PositiveIntegerField(default=1)
     freeze_quantity = models.PositiveIntegerField(null=True, blank=True)
+    has_derivatives = models.BooleanField(
+        default=False,
+        help_text="Has listed F&O: since 2026-08-03 it closes in SEBI's closing auction (15:15-15:35).",
+    )
     provisional = models.BooleanField(
         default=False, help_text="Created from a file name, not from Kite's instrument list; sync to complete it."
     )
@@ -158,6 +162,16 @@ class CalendarDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.exchange} {self.date} {self.get_kind_display()}"
+
+    def clean(self) -> None:
+        """A special session needs both of its times; a closure needs neither."""
+        from django.core.exceptions import ValidationError
+
+        times = (self.open_time is None, self.close_time is None)
+        if self.kind == self.Kind.SPECIAL_SESSION and any(times):
+            raise ValidationError("A special session needs both an open time and a close time.")
+        if self.kind == self.Kind.CLOSED and not all(times):
+            raise ValidationError("A closed day has no session times; leave both empty.")
 
 
 class FetchJob(models.Model):

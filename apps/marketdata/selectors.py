@@ -21,9 +21,23 @@ from django.utils import timezone
 from numpy.typing import NDArray
 
 from apps.marketdata import events
+from apps.marketdata.calendar_db import instrument_profile, trading_calendar
 from apps.marketdata.models import Candle, Instrument, Universe
 from tradingsite.exceptions import NotFound
 from tradingsite.redis_client import get_redis
+
+__all__ = [
+    "AlignedBars",
+    "aligned_bars",
+    "candle_coverage",
+    "candle_range",
+    "instrument_get",
+    "instrument_list",
+    "instrument_profile",
+    "latest_prices",
+    "trading_calendar",
+    "universe_members",
+]
 
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
 # One row per instrument: its times and each field as packed big-endian binary, oldest first.
