@@ -116,12 +116,17 @@ class LatestPrice:
         return cls(Decimal(data["price"]), datetime.fromisoformat(data["time"]), data["token"], data["source"])
 
 
-def publish_bars(redis: RedisLike, bars: list[BarEvent]) -> None:
-    """Publish closed bars and move each instrument's latest price, in one round trip."""
+def publish_bars(redis: RedisLike, bars: list[BarEvent], *, move_latest: bool = True) -> None:
+    """Publish closed bars, in one round trip; with `move_latest`, each bar's close becomes the latest price.
+
+    A feed that sees ticks (the live ticker) passes `move_latest=False`: its tick prices are fresher than
+    the close of a bar that just ended, and it keeps the latest prices itself.
+    """
     pipe = redis.pipeline(transaction=False)
     for bar in bars:
         pipe.xadd(BAR_STREAM, bar.to_fields(), maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.hset(LATEST_PRICES, bar.key, LatestPrice(bar.close, bar.time, bar.token, bar.source).to_json())
+        if move_latest:
+            pipe.hset(LATEST_PRICES, bar.key, LatestPrice(bar.close, bar.time, bar.token, bar.source).to_json())
     pipe.execute()
 
 
