@@ -36,15 +36,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2  # type: ignore[import-untyped]
 
+from benchmarks._pg import close_django, configure_environment, ensure_database, execute, server_url, with_database
 from benchmarks._stack import redacted
 from benchmarks.stats import Report, ratio
-from tradingsite.config import BASE_DIR, ConfigError, parse_database_url
+from tradingsite.config import BASE_DIR
 
-DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432/trading_bench"
 BENCH_DATABASE = "trading_bench_import"
 DATA_DIR = BASE_DIR.parent / "shared" / "data" / "nifty50-daily"
 DEFAULT_REPEATS = 5
@@ -64,23 +63,23 @@ def run() -> Report:
     repeats = _repeats()
     if not DATA_DIR.is_dir():
         return _skipped(f"{DATA_DIR} is absent")
-    server = _server_url()
+    server = server_url()
     try:
-        admin = _ensure_database(server)
-        _execute(admin, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)", f"CREATE DATABASE {BENCH_DATABASE}")
+        admin = ensure_database(server)
+        execute(admin, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)", f"CREATE DATABASE {BENCH_DATABASE}")
     except psycopg2.OperationalError as exc:
         reason = f"PostgreSQL unreachable at {redacted(server)}: {str(exc).strip().splitlines()[0]}"
         print(f"candle_import: skipped, {reason}", file=sys.stderr)
         return _skipped(reason)
     var_dir = Path(tempfile.mkdtemp(prefix="candle_import-"))
     try:
-        _configure_environment(_with_database(server, BENCH_DATABASE), var_dir)
+        configure_environment(with_database(server, BENCH_DATABASE), var_dir)
         files = sorted(DATA_DIR.glob("*.csv"))
         timings, rows = _measure(files, repeats)
         machine = _machine()
     finally:
-        _close_django()
-        _execute(admin, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+        close_django()
+        execute(admin, f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
         shutil.rmtree(var_dir, ignore_errors=True)
     return build_report(timings, rows=rows, files=len(files), repeats=repeats, server=redacted(server), machine=machine)
 
@@ -93,84 +92,6 @@ def _repeats() -> int:
     if raw and (not raw.isdigit() or int(raw) < 1):
         raise SystemExit(f"configuration error: BENCH_REPEATS must be an integer >= 1, got {raw!r}")
     return int(raw) if raw else DEFAULT_REPEATS
-
-
-def _server_url() -> str:
-    raw = os.environ.get("DATABASE_URL", "").strip()
-    try:
-        if raw and parse_database_url(raw).engine == "postgresql":
-            return raw
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-    return DEFAULT_SERVER_URL
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def _libpq(url: str) -> str:
-    """libpq reads postgres:// and postgresql:// URIs; Django's other spellings become the latter."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-def _ensure_database(url: str) -> str:
-    """A database on the server to run CREATE/DROP DATABASE from: the URL's own.
-
-    The default `trading_bench` is created when missing; a DATABASE_URL naming
-    a database that does not exist falls back to the server's `postgres`
-    database rather than creating someone else's.
-    """
-    try:
-        psycopg2.connect(_libpq(url), connect_timeout=5).close()
-    except psycopg2.OperationalError as exc:
-        if "does not exist" not in str(exc):
-            raise
-        maintenance = _with_database(url, "postgres")
-        if url != DEFAULT_SERVER_URL:
-            return maintenance
-        _execute(maintenance, f"CREATE DATABASE {parse_database_url(url).name}")
-    return url
-
-
-def _execute(url: str, *statements: str) -> None:
-    conn = psycopg2.connect(_libpq(url), connect_timeout=5)
-    try:
-        conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-        with conn.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        conn.close()
-
-
-def _configure_environment(database_url: str, var_dir: Path) -> None:
-    """Settings read the environment once, at import: point them at the bench database before Django starts."""
-    if "tradingsite.settings" in sys.modules:
-        raise RuntimeError("Django settings were imported before the benchmark environment was set")
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "VAR_DIR": str(var_dir),
-            "TRADING_MODE": "paper",
-            "DJANGO_SETTINGS_MODULE": "tradingsite.settings",
-        }
-    )
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + os.urandom(16).hex())
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
-def _close_django() -> None:
-    if "django.db" in sys.modules:
-        from django.db import connections
-
-        connections.close_all()
 
 
 # --- the series ---------------------------------------------------------------------

@@ -139,3 +139,13 @@ def test_admin_pages_show_the_universe_candles_and_coverage(admin_client, demo: 
     page = admin_client.get(reverse("admin:marketdata_coverage"), {"q": "TCS"}).content.decode()
     assert "TCS" in page and "<td>20</td>" in page and "<td>375</td>" in page
     assert admin_client.get(reverse("admin:marketdata_instrument_changelist")).status_code == 200
+
+
+def test_aligned_bars_reads_only_the_fields_asked_for() -> None:
+    a = Instrument.objects.create(tradingsymbol="AAA")
+    _bar(a, 3, "10.1234")
+    window = {"start": datetime(2024, 6, 1, tzinfo=IST), "end": datetime(2024, 6, 30, tzinfo=IST)}
+    bars = selectors.aligned_bars(instruments=[a], interval=Interval.DAY, fields=("close",), **window)
+    assert set(bars.data) == {"close"} and bars["close"][0, 0] == 10.1234
+    with pytest.raises(ValueError, match="subset of"):
+        selectors.aligned_bars(instruments=[a], interval=Interval.DAY, fields=("vwap",), **window)
