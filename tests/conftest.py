@@ -19,7 +19,7 @@ from django.conf import settings
 from tradingsite.config import BASE_DIR
 from tradingsite.embedded_redis import EmbeddedRedis
 
-pytest_plugins = ["tests.support.stack"]
+pytest_plugins = ["tests.support.stack", "tests.support.fake_kite"]
 
 SHARED_DATA = (BASE_DIR.parent / "shared" / "data").resolve()
 _embedded: EmbeddedRedis | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class Interval(models.TextChoices):
@@ -205,7 +206,8 @@ class FetchJob(models.Model):
         ordering = ("-created_at",)
 
     def __str__(self) -> str:
-        return f"fetch {self.interval} {len(self.symbols)} symbols {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+        start, end = timezone.localtime(self.start), timezone.localtime(self.end)
+        return f"fetch {self.interval} {len(self.symbols)} symbols {start:%Y-%m-%d}..{end:%Y-%m-%d}"
 
     @property
     def progress(self) -> float:

@@ -28,7 +28,8 @@ def feed() -> None:
 
 
 def read_stream() -> list[events.BarEvent]:
-    return [events.BarEvent.from_fields(fields) for _, fields in get_redis().xrange(events.BAR_STREAM)]
+    entries = get_redis().xrange(events.BAR_STREAM) or []
+    return [events.BarEvent.from_fields(dict(fields or {})) for _, fields in entries]
 
 
 def test_replay_publishes_each_minute_in_order_and_paces_by_speed(feed: None) -> None:
