@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apps.marketdata.candle_csv import CandleRow
+
 IST = ZoneInfo("Asia/Kolkata")
 PRICE_QUANTUM = Decimal("0.0001")  # the Candle table's decimal places
 
@@ -83,15 +85,8 @@ def plan_chunks(start: date, end: date, interval: str) -> list[Chunk]:
     return chunks
 
 
-@dataclass(frozen=True)
-class Bar:
-    time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
-    oi: int
+# One historical bar is the same record a CSV line is.
+Bar = CandleRow
 
 
 def _price(value: Any, name: str, where: str) -> Decimal:
