@@ -9,7 +9,7 @@ does:
 - raw COPY: each file's bytes COPYed into a bare table with no index and no
   constraint: what PostgreSQL cannot go below;
 - COPY into Candle: the same rows COPYed into the real Candle table (its
-  primary key, unique bar index, instrument index, CHECK and foreign key),
+  primary key, unique bar index, CHECK and foreign key),
   no validation: the floor of the table we write to;
 - import_candles, first import: `candles_import_files` (the command's
   service) into an empty database, instruments created provisionally;
