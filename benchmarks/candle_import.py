@@ -242,7 +242,7 @@ def build_report(
         f"ours / COPY into Candle = {_times(vs_table)}: 1.00x would mean validation and upsert bookkeeping "
         "cost nothing on top of what writing to the Candle table costs",
         f"COPY into Candle / raw COPY = {_times(table_vs_copy)}: the table's primary key, unique bar index, "
-        "instrument index, CHECK and per-row foreign-key check, which no importer of this table avoids",
+        "CHECK and per-row foreign-key trigger, which no importer of this table avoids",
     ]
     return Report(
         title=(
