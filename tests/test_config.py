@@ -69,6 +69,9 @@ def test_relative_and_absolute_sqlite_urls() -> None:
         ({"FLOWER_BASIC_AUTH": "nopassword"}, "FLOWER_BASIC_AUTH"),
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"FIELD_ENCRYPTION_KEYS": "not-a-fernet-key"}, "FIELD_ENCRYPTION_KEYS"),
+        ({"KITE_TICKER_ROOT": "http://x"}, "KITE_TICKER_ROOT"),
+        ({"TICKER_STALE_SECONDS": "0"}, "TICKER_STALE_SECONDS"),
     ],
 )
 def test_malformed_variables_are_named(env: dict[str, str], variable: str) -> None:

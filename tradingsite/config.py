@@ -9,6 +9,8 @@ SECRET_KEY and admin credentials under `var/` instead.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -95,6 +97,7 @@ class Config:
     kite_ticker_root: str
     ticker_enabled: bool
     ticker_stale_seconds: int
+    field_encryption_keys: tuple[str, ...]
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -252,6 +255,20 @@ def _ticker_root(env: Mapping[str, str]) -> str:
     return root
 
 
+def _encryption_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Fernet keys, newest first: the first encrypts, all decrypt (so keys can be rotated)."""
+    raw = env.get("FIELD_ENCRYPTION_KEYS", "").strip()
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    for n, key in enumerate(keys, start=1):
+        try:
+            ok = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (ValueError, binascii.Error):
+            ok = False
+        if not ok:
+            raise ConfigError("FIELD_ENCRYPTION_KEYS", f"key {n} is not a Fernet key (32 url-safe base64 bytes)")
+    return keys
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the environment; raises `ConfigError` naming the variable."""
     env = os.environ if env is None else env
@@ -293,4 +310,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         kite_ticker_root=_ticker_root(env),
         ticker_enabled=parse_bool(env, "TICKER_ENABLED", False),
         ticker_stale_seconds=parse_positive_int(env, "TICKER_STALE_SECONDS", 30),
+        field_encryption_keys=_encryption_keys(env),
     )

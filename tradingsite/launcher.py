@@ -17,6 +17,7 @@ child process with the environment the stack will use.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -71,6 +72,14 @@ def local_secret_key(var_dir: Path) -> str:
     path = var_dir / "secret_key"
     if not path.exists():
         _private_file(path, secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def local_encryption_key(var_dir: Path) -> str:
+    """The Fernet key for broker secrets of a local stack, generated once (production sets FIELD_ENCRYPTION_KEYS)."""
+    path = var_dir / "field_encryption_key"
+    if not path.exists():
+        _private_file(path, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
     return path.read_text().strip()
 
 
@@ -163,6 +172,7 @@ def _stack_env(config: Config, base: dict[str, str], creds: Credentials) -> dict
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["VAR_DIR"] = str(config.var_dir)
     env.setdefault("SECRET_KEY", local_secret_key(config.var_dir))
+    env.setdefault("FIELD_ENCRYPTION_KEYS", local_encryption_key(config.var_dir))
     env.setdefault("FLOWER_BASIC_AUTH", f"{creds.username}:{creds.password}")
     env["ADMIN_USERNAME"] = creds.username
     env["ADMIN_PASSWORD"] = creds.password
