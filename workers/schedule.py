@@ -50,6 +50,13 @@ DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
         every_seconds=30,
     ),
     ScheduleEntry(
+        name="orders.sweep",
+        task="orders.sweep",
+        description="The database is the outbox: re-enqueue QUEUED orders whose message was lost; "
+        "mark SUBMITTING orders of dead workers UNKNOWN (never re-sent).",
+        every_seconds=10,
+    ),
+    ScheduleEntry(
         name="celery.backend_cleanup",
         task="celery.backend_cleanup",
         description="Deletes expired task results from the database result backend.",

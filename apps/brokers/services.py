@@ -7,10 +7,14 @@ local fake server in tests) and the timeouts are the same everywhere.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from django.conf import settings
 from kiteconnect import KiteConnect
+
+from apps.brokers.base import Broker
+from apps.brokers.models import BrokerAccount
 
 KITE_TIMEOUT_SECONDS = 7
 
@@ -34,3 +38,23 @@ def kite_client(*, access_token: str | None = None) -> KiteConnect:
     client = KiteConnect(api_key=settings.KITE_API_KEY, root=settings.KITE_API_ROOT, timeout=KITE_TIMEOUT_SECONDS)
     client.set_access_token(access_token or kite_access_token())
     return client
+
+
+def broker_for(account: BrokerAccount) -> Broker:
+    """The Broker implementation for an account: PaperBroker for paper accounts, KiteBroker for Kite."""
+    if account.kind == BrokerAccount.Kind.PAPER:
+        glue = importlib.import_module("apps.brokers.paper_glue")  # the Django side of PaperBroker
+        broker: Broker = glue.paper_broker_for(account)
+        return broker
+    raise BrokerNotAvailable(f"account {account.name}: KiteBroker is not implemented yet; use a paper account")
+
+
+class BrokerNotAvailable(RuntimeError):
+    """No Broker implementation can serve this account."""
+
+
+def account_disable(*, account_id: int, reason: str) -> bool:
+    """Disable an account (e.g. its Kite session expired); returns whether it was enabled before."""
+    return bool(
+        BrokerAccount.objects.filter(pk=account_id, enabled=True).update(enabled=False, disabled_reason=reason[:200])
+    )

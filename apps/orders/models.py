@@ -178,3 +178,19 @@ class Position(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.instrument_id}/{self.product}: {self.net_quantity}"
+
+
+class KillSwitch(models.Model):
+    """While on, no order leaves: one row for everything (`scope="global"`) and one per account."""
+
+    scope = models.CharField(max_length=32, unique=True, help_text='"global" or "account:<id>"')
+    account = models.OneToOneField(
+        "brokers.BrokerAccount", null=True, blank=True, on_delete=models.CASCADE, related_name="kill_switch"
+    )
+    active = models.BooleanField(default=False)
+    reason = models.CharField(max_length=200, blank=True)
+    changed_by = models.CharField(max_length=150, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"kill switch {self.scope}: {'ON' if self.active else 'off'}"

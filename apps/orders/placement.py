@@ -1,0 +1,254 @@
+"""Placing orders: validate, check risk, commit, enqueue after commit; execute once, never twice.
+
+The database is the outbox. `order_place` commits the order as QUEUED and only
+then asks Celery to run `orders.execute` with the id; a lost message is found
+again by `orders_sweep`. `order_execute` moves QUEUED -> SUBMITTING in the same
+transaction that reads the kill switch, commits, and only then calls the
+broker, so a redelivered message or a second worker finds SUBMITTING and does
+not place again. An ambiguous outcome becomes UNKNOWN and is resolved from the
+broker's order book by tag, never by sending again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.brokers import services as brokers
+from apps.brokers.base import (
+    Broker,
+    BrokerAmbiguous,
+    BrokerAuthError,
+    BrokerRejected,
+    BrokerThrottled,
+    OrderRequest,
+)
+from apps.marketdata import selectors as marketdata
+from apps.orders.identifiers import tag_for, validate_client_order_id
+from apps.orders.lifecycle import Status
+from apps.orders.models import EventSource, KillSwitch, Order, OrderType, Product, Side
+from apps.orders.services import order_transition
+from apps.risk import services as risk
+from tradingsite.exceptions import ApplicationError
+
+if TYPE_CHECKING:  # annotations only: other apps' rows arrive as arguments
+    from apps.brokers.models import BrokerAccount
+    from apps.marketdata.models import Instrument
+
+log = logging.getLogger(__name__)
+
+QUEUED_GRACE = timedelta(seconds=5)  # a QUEUED order older than this has lost its message
+SUBMITTING_GRACE = timedelta(minutes=3)  # beyond the orders profile's hard time limit: the worker died
+
+
+class OrderInvalid(ApplicationError):
+    default_code = "order_invalid"
+
+
+def kill_switch_on(*, account_id: int) -> bool:
+    return KillSwitch.objects.filter(Q(scope="global") | Q(scope=f"account:{account_id}"), active=True).exists()
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    account: BrokerAccount
+    instrument: Instrument
+    side: str
+    quantity: int
+    product: str
+    order_type: str
+    client_order_id: str
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    validity: str = "DAY"
+    variety: str = "regular"
+    market_protection: Decimal | None = None
+
+
+def _validate(o: OrderInput) -> None:
+    try:
+        validate_client_order_id(o.client_order_id)
+    except ValueError as exc:
+        raise OrderInvalid(str(exc), details={"field": "client_order_id"}) from None
+    for name, value, choices in (
+        ("side", o.side, Side.values),
+        ("product", o.product, Product.values),
+        ("order_type", o.order_type, OrderType.values),
+    ):
+        if value not in choices:
+            raise OrderInvalid(f"{name} must be one of {', '.join(choices)}", details={"field": name})
+    if o.order_type in {"LIMIT", "SL"} and o.price is None:
+        raise OrderInvalid(f"a {o.order_type} order needs a price", details={"field": "price"})
+    if o.order_type in {"SL", "SL-M"} and o.trigger_price is None:
+        raise OrderInvalid(f"an {o.order_type} order needs a trigger_price", details={"field": "trigger_price"})
+    if not o.account.enabled:
+        raise OrderInvalid(
+            f"account {o.account.name} is disabled: {o.account.disabled_reason}", code="account_disabled"
+        )
+
+
+def _facts(o: OrderInput) -> risk.OrderFacts:
+    latest = marketdata.latest_prices(keys=[f"{o.instrument.exchange}:{o.instrument.tradingsymbol}"])
+    reference = next(iter(latest.values())).price if latest else None
+    return risk.OrderFacts(
+        side=o.side,
+        quantity=o.quantity,
+        order_type=o.order_type,
+        price=o.price,
+        trigger_price=o.trigger_price,
+        lot_size=o.instrument.lot_size,
+        tick_size=Decimal(o.instrument.tick_size),
+        reference_price=reference,
+        kill_switch_on=kill_switch_on(account_id=o.account.pk),
+    )
+
+
+def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> Order:
+    """Create the order, run the pre-trade checks, and enqueue its execution after commit.
+
+    A client_order_id seen before returns that order unchanged: placing is idempotent per id.
+    """
+    _validate(order)
+    existing = Order.objects.filter(client_order_id=order.client_order_id).first()
+    if existing is not None:
+        return existing
+    failures = risk.pre_trade_check(facts=_facts(order))
+    with transaction.atomic():
+        created = Order.objects.create(
+            client_order_id=order.client_order_id,
+            tag=tag_for(order.client_order_id),
+            account=order.account,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            product=order.product,
+            order_type=order.order_type,
+            variety=order.variety,
+            validity=order.validity,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            market_protection=order.market_protection,
+            algo_id=order.account.algo_id,
+        )
+        if failures:
+            reasons = "; ".join(f.message for f in failures)
+            return order_transition(
+                order_id=created.pk,
+                to=Status.RISK_REJECTED,
+                source=EventSource.RISK,
+                message=reasons[:255],
+                payload={"failures": [{"code": f.code, "message": f.message} for f in failures]},
+                status_message=reasons,
+            )
+        queued = order_transition(order_id=created.pk, to=Status.QUEUED, source=source, message="passed risk checks")
+        transaction.on_commit(lambda: _enqueue(created.pk))
+    return queued
+
+
+def _enqueue(order_id: int) -> None:
+    from apps.orders.tasks import execute
+
+    execute.delay(order_id)
+
+
+def _request(order: Order) -> OrderRequest:
+    return OrderRequest(
+        tag=order.tag,
+        exchange=order.instrument.exchange,
+        tradingsymbol=order.instrument.tradingsymbol,
+        transaction_type=order.side,
+        quantity=order.quantity,
+        product=order.product,
+        order_type=order.order_type,
+        variety=order.variety,
+        validity=order.validity,
+        price=order.price,
+        trigger_price=order.trigger_price,
+        market_protection=order.market_protection,
+        algo_id=order.algo_id,
+    )
+
+
+def _claim(order_id: int) -> Order | None:
+    """QUEUED -> SUBMITTING in the transaction that reads the kill switch; None if it must not be sent now."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("account", "instrument").get(pk=order_id)
+        if order.status != Status.QUEUED:
+            return None
+        if kill_switch_on(account_id=order.account_id):
+            order_transition(
+                order_id=order_id,
+                to=Status.CANCELLED,
+                source=EventSource.TASK,
+                expected=Status.QUEUED,
+                message="kill switch on: not sent",
+            )
+            return None
+        if not order.account.enabled:
+            return None  # held: waits unsent for an operator to re-enable the account or cancel it
+        return order_transition(
+            order_id=order_id,
+            to=Status.SUBMITTING,
+            source=EventSource.TASK,
+            expected=Status.QUEUED,
+            submitted_at=timezone.now(),
+        )
+
+
+def order_execute(*, order_id: int, broker: Broker | None = None) -> Order:
+    """Send a QUEUED order to its broker exactly once; anything else is left to reconciliation."""
+    order = _claim(order_id)
+    if order is None:
+        return Order.objects.get(pk=order_id)
+    order = Order.objects.select_related("account", "instrument").get(pk=order_id)
+    broker = broker or brokers.broker_for(order.account)
+    done = _outcome(order, broker)
+    return done
+
+
+def _outcome(order: Order, broker: Broker) -> Order:
+    move: dict[str, Any] = {"order_id": order.pk, "source": EventSource.TASK, "expected": Status.SUBMITTING}
+    try:
+        broker_order_id = broker.place(_request(order))
+    except BrokerRejected as exc:
+        return order_transition(to=Status.REJECTED, message=str(exc), status_message=str(exc), **move)
+    except (BrokerAuthError, BrokerThrottled) as exc:
+        if isinstance(exc, BrokerAuthError):
+            brokers.account_disable(account_id=order.account_id, reason=f"session invalid: {exc}")
+            log.warning("account %s disabled: %s; order %s held unsent", order.account_id, exc, order.pk)
+        return order_transition(to=Status.QUEUED, message=f"not sent: {exc}", **move)
+    except BrokerAmbiguous as exc:
+        log.warning("order %s: placement outcome unknown (%s); resolving by tag", order.pk, exc)
+        return order_transition(to=Status.UNKNOWN, message=f"outcome unknown: {exc}", **move)
+    return order_transition(to=Status.OPEN, message="placed", broker_order_id=broker_order_id, **move)
+
+
+def orders_due_for_sweep(*, now: Any = None) -> tuple[list[int], list[int]]:
+    """QUEUED orders whose message was lost, and SUBMITTING orders whose worker died mid-call."""
+    now = now or timezone.now()
+    queued = Order.objects.filter(status=Status.QUEUED, updated_at__lt=now - QUEUED_GRACE, account__enabled=True)
+    stuck = Order.objects.filter(status=Status.SUBMITTING, updated_at__lt=now - SUBMITTING_GRACE)
+    return list(queued.values_list("pk", flat=True)), list(stuck.values_list("pk", flat=True))
+
+
+def orders_sweep() -> dict[str, int]:
+    """Re-enqueue lost QUEUED orders; mark SUBMITTING orders of dead workers UNKNOWN (never re-sent)."""
+    queued, stuck = orders_due_for_sweep()
+    for order_id in queued:
+        _enqueue(order_id)
+    for order_id in stuck:
+        order_transition(
+            order_id=order_id,
+            to=Status.UNKNOWN,
+            source=EventSource.RECONCILIATION,
+            expected=Status.SUBMITTING,
+            message="worker died while submitting; resolving by tag",
+        )
+    return {"requeued": len(queued), "unknown": len(stuck)}
