@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import transaction
 from django.db.models import Q
@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from apps.brokers import services as brokers
 from apps.brokers.base import (
-    Broker,
     BrokerAmbiguous,
     BrokerAuthError,
     BrokerRejected,
@@ -46,6 +45,12 @@ log = logging.getLogger(__name__)
 
 QUEUED_GRACE = timedelta(seconds=5)  # a QUEUED order older than this has lost its message
 SUBMITTING_GRACE = timedelta(minutes=3)  # beyond the orders profile's hard time limit: the worker died
+
+
+class Placer(Protocol):
+    """The one Broker method execution needs (every Broker is one)."""
+
+    def place(self, request: OrderRequest) -> str: ...
 
 
 class OrderInvalid(ApplicationError):
@@ -202,18 +207,16 @@ def _claim(order_id: int) -> Order | None:
         )
 
 
-def order_execute(*, order_id: int, broker: Broker | None = None) -> Order:
+def order_execute(*, order_id: int, broker: Placer | None = None) -> Order:
     """Send a QUEUED order to its broker exactly once; anything else is left to reconciliation."""
     order = _claim(order_id)
     if order is None:
         return Order.objects.get(pk=order_id)
     order = Order.objects.select_related("account", "instrument").get(pk=order_id)
-    broker = broker or brokers.broker_for(order.account)
-    done = _outcome(order, broker)
-    return done
+    return _outcome(order, broker or brokers.broker_for(order.account))
 
 
-def _outcome(order: Order, broker: Broker) -> Order:
+def _outcome(order: Order, broker: Placer) -> Order:
     move: dict[str, Any] = {"order_id": order.pk, "source": EventSource.TASK, "expected": Status.SUBMITTING}
     try:
         broker_order_id = broker.place(_request(order))
