@@ -98,6 +98,7 @@ class Config:
     ticker_enabled: bool
     ticker_stale_seconds: int
     field_encryption_keys: tuple[str, ...]
+    paper_market_hours: bool
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -311,4 +312,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ticker_enabled=parse_bool(env, "TICKER_ENABLED", False),
         ticker_stale_seconds=parse_positive_int(env, "TICKER_STALE_SECONDS", 30),
         field_encryption_keys=_encryption_keys(env),
+        paper_market_hours=parse_bool(env, "PAPER_MARKET_HOURS", True),
     )

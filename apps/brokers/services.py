@@ -7,7 +7,6 @@ local fake server in tests) and the timeouts are the same everywhere.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from django.conf import settings
@@ -43,9 +42,9 @@ def kite_client(*, access_token: str | None = None) -> KiteConnect:
 def broker_for(account: BrokerAccount) -> Broker:
     """The Broker implementation for an account: PaperBroker for paper accounts, KiteBroker for Kite."""
     if account.kind == BrokerAccount.Kind.PAPER:
-        glue = importlib.import_module("apps.brokers.paper_glue")  # the Django side of PaperBroker
-        broker: Broker = glue.paper_broker_for(account)
-        return broker
+        from apps.brokers.paper_glue import paper_broker_for
+
+        return paper_broker_for(account)
     raise BrokerNotAvailable(f"account {account.name}: KiteBroker is not implemented yet; use a paper account")
 
 
