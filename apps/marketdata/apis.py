@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -14,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.marketdata import selectors
+from apps.marketdata.calendar_rules import parse_moment
 from apps.marketdata.models import Instrument, Interval
 
-IST = ZoneInfo("Asia/Kolkata")
 MAX_CANDLES = 10_000
 
 
@@ -70,17 +69,14 @@ class DateOrDateTimeField(serializers.Field):
         self.end_of_day = end_of_day
 
     def to_internal_value(self, data: Any) -> datetime:
-        text = str(data).strip().replace(" ", "+", 1) if "T" in str(data) else str(data).strip()
+        # A '+' in an unencoded query string arrives as a space: put the offset's sign back.
+        text = str(data).strip().replace(" ", "+", 1) if "T" in str(data) else str(data)
         try:
-            if len(text) == 10:
-                day = date.fromisoformat(text)
-                return datetime.combine(day, time.max if self.end_of_day else time.min, IST)
-            parsed = datetime.fromisoformat(text)
+            return parse_moment(text, end_of_day=self.end_of_day)
         except ValueError:
             raise serializers.ValidationError(
                 "expected a date YYYY-MM-DD or an ISO 8601 datetime such as 2024-06-04T09:15:00+05:30"
             ) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=IST)
 
 
 class CandleListApi(APIView):

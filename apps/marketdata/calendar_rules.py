@@ -248,6 +248,16 @@ class Window:
         return self.start <= at < self.end
 
 
+def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """`2024-06-04` (the whole IST day: its first or, with `end_of_day`, its last moment) or an ISO
+    datetime; a naive datetime is read as IST. Raises ValueError for anything else."""
+    text = text.strip()
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time.max if end_of_day else time.min, IST)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=IST)
+
+
 def at_ist(d: date, t: time) -> datetime:
     """`t` (IST wall clock) on day `d`."""
     return datetime.combine(d, t.replace(tzinfo=None), IST)

@@ -1,32 +1,27 @@
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, time
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.marketdata import selectors
+from apps.marketdata.calendar_rules import IST, parse_moment
 from apps.marketdata.models import Interval
 from apps.marketdata.nifty50 import UNIVERSE_NAME
 from apps.marketdata.replay import replay_bars
 from tradingsite.exceptions import NotFound
 
-IST = ZoneInfo("Asia/Kolkata")
-
 
 def _moment(text: str, *, end: bool) -> datetime:
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time.max if end else time.min, IST)
-        parsed = datetime.fromisoformat(text)
+        return parse_moment(text, end_of_day=end)
     except ValueError:
         raise CommandError(
             f"--{'to' if end else 'from'}: expected YYYY-MM-DD or an ISO datetime, got {text!r}"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=IST)
 
 
 class Command(BaseCommand):
