@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -93,6 +94,9 @@ class Order(models.Model):
         max_digits=5, decimal_places=2, null=True, blank=True, help_text="Percent; Kite refuses 0 on MARKET / SL-M."
     )
     algo_id = models.CharField(max_length=32, blank=True)
+    # The strategies issue adds StrategyConfig/Signal; until then a strategy is named and a signal referred to by id.
+    strategy = models.CharField(max_length=64, blank=True, db_index=True, help_text="The strategy that placed it.")
+    signal_id = models.BigIntegerField(null=True, blank=True, help_text="The signal it carries out, if any.")
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.NEW, db_index=True)
     broker_order_id = models.CharField(max_length=32, null=True, blank=True, unique=True)
     filled_quantity = models.PositiveIntegerField(default=0)
@@ -194,3 +198,31 @@ class KillSwitch(models.Model):
 
     def __str__(self) -> str:
         return f"kill switch {self.scope}: {'ON' if self.active else 'off'}"
+
+
+class IdempotencyKey(models.Model):
+    """One `Idempotency-Key` of one user: the request it first came with and the response it got.
+
+    The row is created (status in_progress) in its own transaction before the work starts, so a concurrent
+    request with the same key finds it and answers 409; the finished response is stored with it and replayed.
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="sha256 of the method, path and canonical body.")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("user", "key"), name="idempotency_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key} [{self.state}]"
