@@ -57,6 +57,20 @@ DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
         every_seconds=10,
     ),
     ScheduleEntry(
+        name="orders.paper_sync",
+        task="orders.paper_sync",
+        description="Paper accounts: fill resting orders at the feed's latest prices and apply their updates.",
+        every_seconds=2,
+    ),
+    ScheduleEntry(
+        name="orders.reconcile",
+        task="orders.reconcile",
+        description="Every minute in market hours (IST): resolve UNKNOWN orders by tag, store missed fills, "
+        "record EXTERNAL orders, compare positions with the broker's and alert on a difference.",
+        crontab=Crontab(minute="*", hour="9-15", day_of_week="mon-fri"),
+        expires_seconds=90,
+    ),
+    ScheduleEntry(
         name="celery.backend_cleanup",
         task="celery.backend_cleanup",
         description="Deletes expired task results from the database result backend.",

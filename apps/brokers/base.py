@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+IST = ZoneInfo("Asia/Kolkata")
 
 # Kite's order statuses (as in its order book and postbacks).
 KITE_OPEN_STATUSES = frozenset(
@@ -125,6 +128,7 @@ class Broker(Protocol):
         price: Decimal | None = None,
         trigger_price: Decimal | None = None,
         order_type: str | None = None,
+        market_protection: Decimal | None = None,
     ) -> str: ...
 
     def cancel(self, order_id: str, *, variety: str = "regular") -> str: ...
@@ -135,6 +139,10 @@ class Broker(Protocol):
 
     def trades(self) -> list[BrokerTrade]: ...
 
+    def order_trades(self, order_id: str) -> list[BrokerTrade]:
+        """The fills of one order (Kite's /orders/{id}/trades): what reconciliation books for it."""
+        ...
+
     def positions(self) -> dict[str, Any]: ...
 
     def margins(self) -> dict[str, Any]: ...
@@ -142,3 +150,41 @@ class Broker(Protocol):
     def ltp(self, keys: list[str]) -> dict[str, Decimal]:
         """Latest price per "EXCHANGE:SYMBOL"."""
         ...
+
+
+def _money(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+def _kite_time(value: Any) -> datetime | None:
+    """Kite's "YYYY-MM-DD HH:MM:SS" (IST wall clock) or a datetime the client already parsed (naive = IST)."""
+    if value in (None, ""):
+        return None
+    moment = value if isinstance(value, datetime) else datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S")
+    return moment if moment.tzinfo else moment.replace(tzinfo=IST)
+
+
+def broker_order_from_kite(record: dict[str, Any]) -> BrokerOrder:
+    """A Kite order-book entry, order-history entry or postback body as a BrokerOrder."""
+    quantity = int(record.get("quantity") or 0)
+    filled = int(record.get("filled_quantity") or 0)
+    price, trigger = _money(record.get("price")), _money(record.get("trigger_price"))
+    return BrokerOrder(
+        order_id=str(record["order_id"]),
+        tag=record.get("tag") or None,
+        status=str(record.get("status") or ""),
+        exchange=str(record.get("exchange") or ""),
+        tradingsymbol=str(record.get("tradingsymbol") or ""),
+        transaction_type=str(record.get("transaction_type") or ""),
+        quantity=quantity,
+        filled_quantity=filled,
+        pending_quantity=int(record.get("pending_quantity") or max(quantity - filled, 0)),
+        average_price=_money(record.get("average_price")),
+        product=str(record.get("product") or ""),
+        order_type=str(record.get("order_type") or ""),
+        price=price or None,
+        trigger_price=trigger or None,
+        status_message=record.get("status_message") or None,
+        order_timestamp=_kite_time(record.get("order_timestamp")),
+        raw=dict(record),
+    )

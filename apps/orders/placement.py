@@ -32,8 +32,8 @@ from apps.brokers.base import (
 from apps.marketdata import selectors as marketdata
 from apps.orders.identifiers import tag_for, validate_client_order_id
 from apps.orders.lifecycle import Status
-from apps.orders.models import EventSource, KillSwitch, Order, OrderType, Product, Side
-from apps.orders.services import order_transition
+from apps.orders.models import EventSource, KillSwitch, Order, OrderEvent, OrderType, Product, Side
+from apps.orders.services import OrderStateConflict, order_transition
 from apps.risk import services as risk
 from tradingsite.exceptions import ApplicationError
 
@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # annotations only: other apps' rows arrive as arguments
 
 log = logging.getLogger(__name__)
 
+SQUARE_OFF = "square_off"  # OrderInput.purpose of the kill switch's closing orders: they alone pass the switch
+AUTO_MARKET_PROTECTION = Decimal(-1)  # Kite's "automatic" market protection
 QUEUED_GRACE = timedelta(seconds=5)  # a QUEUED order older than this has lost its message
 SUBMITTING_GRACE = timedelta(minutes=3)  # beyond the orders profile's hard time limit: the worker died
 
@@ -75,6 +77,9 @@ class OrderInput:
     validity: str = "DAY"
     variety: str = "regular"
     market_protection: Decimal | None = None
+    strategy: str = ""
+    # Only apps.orders.control sets SQUARE_OFF: closing orders reduce risk, so the kill switch lets them out.
+    purpose: str = ""
 
 
 def _validate(o: OrderInput) -> None:
@@ -111,7 +116,7 @@ def _facts(o: OrderInput) -> risk.OrderFacts:
         lot_size=o.instrument.lot_size,
         tick_size=Decimal(o.instrument.tick_size),
         reference_price=reference,
-        kill_switch_on=kill_switch_on(account_id=o.account.pk),
+        kill_switch_on=o.purpose != SQUARE_OFF and kill_switch_on(account_id=o.account.pk),
     )
 
 
@@ -139,8 +144,9 @@ def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> 
             validity=order.validity,
             price=order.price,
             trigger_price=order.trigger_price,
-            market_protection=order.market_protection,
+            market_protection=_protection(order),
             algo_id=order.account.algo_id,
+            strategy=order.strategy,
         )
         if failures:
             reasons = "; ".join(f.message for f in failures)
@@ -152,9 +158,22 @@ def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> 
                 payload={"failures": [{"code": f.code, "message": f.message} for f in failures]},
                 status_message=reasons,
             )
-        queued = order_transition(order_id=created.pk, to=Status.QUEUED, source=source, message="passed risk checks")
+        queued = order_transition(
+            order_id=created.pk,
+            to=Status.QUEUED,
+            source=source,
+            message="passed risk checks",
+            payload={"purpose": order.purpose} if order.purpose else None,
+        )
         transaction.on_commit(lambda: _enqueue(created.pk))
     return queued
+
+
+def _protection(o: OrderInput) -> Decimal | None:
+    """MARKET and SL-M orders without a market protection get Kite's automatic one (-1); Kite refuses none or 0."""
+    if o.market_protection is None and o.order_type in {"MARKET", "SL-M"}:
+        return AUTO_MARKET_PROTECTION
+    return o.market_protection
 
 
 def _enqueue(order_id: int) -> None:
@@ -187,7 +206,7 @@ def _claim(order_id: int) -> Order | None:
         order = Order.objects.select_for_update().select_related("account", "instrument").get(pk=order_id)
         if order.status != Status.QUEUED:
             return None
-        if kill_switch_on(account_id=order.account_id):
+        if kill_switch_on(account_id=order.account_id) and not _is_square_off(order_id):
             order_transition(
                 order_id=order_id,
                 to=Status.CANCELLED,
@@ -205,6 +224,11 @@ def _claim(order_id: int) -> Order | None:
             expected=Status.QUEUED,
             submitted_at=timezone.now(),
         )
+
+
+def _is_square_off(order_id: int) -> bool:
+    """Recorded on its QUEUED event by order_place, which only the kill switch's square-off asks for."""
+    return OrderEvent.objects.filter(order_id=order_id, to_status=Status.QUEUED, payload__purpose=SQUARE_OFF).exists()
 
 
 def order_execute(*, order_id: int, broker: Placer | None = None) -> Order:
@@ -230,7 +254,12 @@ def _outcome(order: Order, broker: Placer) -> Order:
     except BrokerAmbiguous as exc:
         log.warning("order %s: placement outcome unknown (%s); resolving by tag", order.pk, exc)
         return order_transition(to=Status.UNKNOWN, message=f"outcome unknown: {exc}", **move)
-    return order_transition(to=Status.OPEN, message="placed", broker_order_id=broker_order_id, **move)
+    try:
+        return order_transition(to=Status.OPEN, message="placed", broker_order_id=broker_order_id, **move)
+    except OrderStateConflict:
+        # A postback (or reconciliation by tag) got there first and moved it on: keep its word, add the id.
+        Order.objects.filter(pk=order.pk, broker_order_id__isnull=True).update(broker_order_id=broker_order_id)
+        return Order.objects.get(pk=order.pk)
 
 
 def orders_due_for_sweep(*, now: Any = None) -> tuple[list[int], list[int]]:

@@ -36,6 +36,7 @@ def order_transition(
     If the order is not in such a status when locked, nothing changes and `OrderStateConflict`
     (HTTP 409) says where it is: of two workers racing on one order exactly one wins.
     """
+    to = Status(to)
     allowed = sources_of(to)
     if expected is not None:
         wanted = frozenset({expected}) if isinstance(expected, Status) else expected

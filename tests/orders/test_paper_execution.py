@@ -56,6 +56,8 @@ def test_a_marketable_limit_order_is_placed_once_and_filled_on_the_paper_book(pa
 
 def test_the_paper_broker_refusal_becomes_rejected_with_its_message(paper) -> None:
     account, infy = paper
-    order = order_execute(order_id=_order(account, infy, "p-2", order_type="MARKET", price=None))
+    order = order_execute(
+        order_id=_order(account, infy, "p-2", order_type="MARKET", price=None, market_protection=Decimal(0))
+    )
     assert order.status == "REJECTED" and "without market protection" in order.status_message
     assert broker_for(account).orders() == []
