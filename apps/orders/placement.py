@@ -17,6 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 SQUARE_OFF = "square_off"  # OrderInput.purpose of the kill switch's closing orders: they alone pass the switch
 AUTO_MARKET_PROTECTION = Decimal(-1)  # Kite's "automatic" market protection
 QUEUED_GRACE = timedelta(seconds=5)  # a QUEUED order older than this has lost its message
-SUBMITTING_GRACE = timedelta(minutes=3)  # beyond the orders profile's hard time limit: the worker died
+# SUBMITTING older than settings.ORDERS_SUBMITTING_GRACE_SECONDS (read per sweep): beyond the orders profile's
+# hard time limit, so its worker died. Shorter only where every broker call is bounded far below it (chaos run).
 
 
 class Placer(Protocol):
@@ -232,12 +234,33 @@ def _is_square_off(order_id: int) -> bool:
 
 
 def order_execute(*, order_id: int, broker: Placer | None = None) -> Order:
-    """Send a QUEUED order to its broker exactly once; anything else is left to reconciliation."""
+    """Send a QUEUED order to its broker exactly once; anything else is left to reconciliation.
+
+    The broker is resolved before the order is claimed: an account that cannot trade now (no Kite session,
+    a Kite account in paper mode) is disabled with the reason and its order held QUEUED, unsent, for an
+    operator, instead of being claimed and left SUBMITTING.
+    """
+    if broker is None:
+        broker = _broker_or_hold(order_id)
+        if broker is None:
+            return Order.objects.get(pk=order_id)
     order = _claim(order_id)
     if order is None:
         return Order.objects.get(pk=order_id)
     order = Order.objects.select_related("account", "instrument").get(pk=order_id)
-    return _outcome(order, broker or brokers.broker_for(order.account))
+    return _outcome(order, broker)
+
+
+def _broker_or_hold(order_id: int) -> Placer | None:
+    order = Order.objects.select_related("account").get(pk=order_id)
+    if order.status != Status.QUEUED:
+        return None
+    try:
+        return brokers.broker_for(order.account)
+    except (brokers.BrokerNotAvailable, brokers.KiteNotConfigured) as exc:
+        brokers.account_disable(account_id=order.account_id, reason=f"cannot trade: {exc}")
+        log.warning("account %s disabled (%s); order %s held unsent", order.account_id, exc, order_id)
+        return None
 
 
 def _outcome(order: Order, broker: Placer) -> Order:
@@ -266,7 +289,8 @@ def orders_due_for_sweep(*, now: Any = None) -> tuple[list[int], list[int]]:
     """QUEUED orders whose message was lost, and SUBMITTING orders whose worker died mid-call."""
     now = now or timezone.now()
     queued = Order.objects.filter(status=Status.QUEUED, updated_at__lt=now - QUEUED_GRACE, account__enabled=True)
-    stuck = Order.objects.filter(status=Status.SUBMITTING, updated_at__lt=now - SUBMITTING_GRACE)
+    submitting_grace = timedelta(seconds=settings.ORDERS_SUBMITTING_GRACE_SECONDS)
+    stuck = Order.objects.filter(status=Status.SUBMITTING, updated_at__lt=now - submitting_grace)
     return list(queued.values_list("pk", flat=True)), list(stuck.values_list("pk", flat=True))
 
 

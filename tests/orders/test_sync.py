@@ -298,3 +298,25 @@ def test_pnl_is_recomputable_from_fills(paper) -> None:
     Position.objects.filter(account=account).update(net_quantity=999, realised_pnl=123)
     position = position_recompute(account_id=account.pk, instrument_id=infy.pk, product="MIS")
     assert position.net_quantity == 10 and position.realised_pnl == 0
+
+
+def test_an_account_that_cannot_trade_now_is_disabled_and_its_order_held_unsent(paper, settings) -> None:
+    settings.TRADING_MODE = "paper"
+    _, infy = paper
+    kite = BrokerAccount.objects.create(name="kite in paper mode", kind="kite", api_key="k", access_token="t")
+    order = order_place(
+        order=OrderInput(
+            account=kite,
+            instrument=infy,
+            client_order_id="held-1",
+            side="BUY",
+            quantity=1,
+            product="CNC",
+            order_type="LIMIT",
+            price=Decimal("1500"),
+        )
+    )
+    assert order_execute(order_id=order.pk).status == "QUEUED"
+    kite.refresh_from_db()
+    assert not kite.enabled and "TRADING_MODE=paper" in kite.disabled_reason
+    assert list(order.events.values_list("to_status", flat=True)) == ["QUEUED"]  # never claimed

@@ -7,8 +7,14 @@ errors as `{"status": "error", "error_type": ..., "message": ...}` (which the
 client turns into its exception classes), historical candles generated for the
 requested range, refusal of ranges longer than Kite's per-interval limit
 (InputException, HTTP 400), and HTTP 429 "Too many requests" (NetworkException)
-when more than `historical_rate_per_second` historical requests arrive in any
-1-second window. Every request is recorded with its arrival time.
+when more than `historical_rate_per_second` historical requests, or more than
+`order_rate_per_second` order requests (place, modify, cancel), arrive in any
+1-second window. Every request is recorded with its arrival time and form.
+
+Orders go to an in-memory, Kite-shaped book (fake_kite_orders.py). Tests fill
+orders with `fill` and break the next placement with `fail_next_place`: the
+order accepted and then the connection dropped without an answer, accepted and
+answered only after the client gave up, or refused with 429 / 403 / 500.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +37,8 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from tests.support.fake_kite_orders import DROP, FakeOrderBook, OrderRefused
 
 IST = ZoneInfo("Asia/Kolkata")
 HISTORICAL_PREFIX = "/instruments/historical/"
@@ -52,7 +60,10 @@ JSON_ROUTES = {
     "/quote/ohlc": "ohlc.json",
     "/quote": "quote.json",
     "/user/profile": "profile.json",
+    "/portfolio/positions": "positions.json",
+    "/user/margins": "margins.json",
 }
+ORDER_PREFIX = "/orders"
 
 CandleSource = Callable[[str, str, datetime, datetime], list[list[Any]]]
 
@@ -64,8 +75,9 @@ class RecordedRequest:
     query: dict[str, str]  # last value of each parameter
     params: tuple[tuple[str, str], ...]  # every parameter, repeated ones (`i=...&i=...`) included
     time: float  # time.monotonic() at arrival
-    status: int  # the status the fake answered with
+    status: int  # the status the fake answered with; DROP: none, the connection was closed
     headers: dict[str, str]
+    form: dict[str, str] = field(default_factory=dict)  # a POST / PUT body's fields
 
 
 class FakeKiteError(Exception):
@@ -147,9 +159,13 @@ class FakeKite:
         historical_rate_per_second: float | None = 3.0,
         enforce_interval_limits: bool = True,
         candles: CandleSource | None = None,
+        order_rate_per_second: float | None = 10.0,
     ) -> None:
         self.mocks_dir = mocks_dir
         self.historical_rate_per_second = historical_rate_per_second
+        self.order_rate_per_second = order_rate_per_second
+        self.book = FakeOrderBook()
+        self._order_arrivals: deque[float] = deque()
         self.enforce_interval_limits = enforce_interval_limits
         self.candles: CandleSource = candles or synthetic_candles()
         self.url = ""
@@ -206,22 +222,54 @@ class FakeKite:
         with self._lock:
             self._overrides.pop((method.upper(), path), None)
 
+    def seed_orders(self) -> None:
+        """Put Zerodha's mock orders, one order's history and trades (orders.json, ...) in the book."""
+        self.book.seed(self.mocks_dir)
+
+    def fill(self, order_id: str, quantity: int, price: float) -> dict[str, Any]:
+        """A trade for an open order; returns it, Kite-shaped."""
+        return self.book.fill(order_id, quantity, price)
+
+    def fail_next_place(self, mode: str) -> None:
+        """Break the next placement: see FakeOrderBook.fail_next_place for the modes."""
+        self.book.fail_next_place(mode)
+
+    def placements(self, tag: str) -> int:
+        """How many orders placed with this tag are in the book (seeded mock orders not counted)."""
+        return self.book.placements_per_tag()[tag]
+
+    def order_requests(self, method: str = "POST") -> list[RecordedRequest]:
+        """Requests to the order endpoints (placements by default), in arrival order."""
+        return [r for r in self.requests if r.method == method and r.path.startswith(ORDER_PREFIX + "/")]
+
     # --- answering ----------------------------------------------------------------------------------
-    def _over_rate(self, path: str, arrived: float) -> bool:
+    def _over_rate(self, method: str, path: str, arrived: float) -> bool:
         """Sliding 1-second window over arrival times; every arrival counts, refused ones included."""
-        if self.historical_rate_per_second is None or not path.startswith(HISTORICAL_PREFIX):
+        if path.startswith(HISTORICAL_PREFIX):
+            rate, window = self.historical_rate_per_second, self._historical_arrivals
+        elif method in ("POST", "PUT", "DELETE") and path.startswith(ORDER_PREFIX + "/"):
+            rate, window = self.order_rate_per_second, self._order_arrivals
+        else:
+            return False
+        if rate is None:
             return False
         with self._lock:
-            window = self._historical_arrivals
             while window and window[0] <= arrived - 1.0:
                 window.popleft()
             window.append(arrived)
-            return len(window) > self.historical_rate_per_second
+            return len(window) > rate
 
     def answer(
-        self, method: str, path: str, query: dict[str, str], arrived: float, authorization: str
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        arrived: float,
+        authorization: str,
+        *,
+        form: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any] | str]:
-        if self._over_rate(path, arrived):
+        if self._over_rate(method, path, arrived):
             return 429, kite_error("NetworkException", "Too many requests")
         api_key, _, access_token = authorization.removeprefix("token ").partition(":")
         if not authorization.startswith("token ") or not api_key or not access_token:
@@ -231,8 +279,10 @@ class FakeKite:
         if override is not None:
             return override
         try:
+            if path in ("/trades", ORDER_PREFIX) or path.startswith(ORDER_PREFIX + "/"):
+                return self.book.route(method, path, form or {})
             return self._route(method, path, query)
-        except FakeKiteError as exc:
+        except (FakeKiteError, OrderRefused) as exc:
             return exc.status, kite_error(exc.error_type, exc.message)
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any] | str]:
@@ -287,16 +337,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         arrived = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length).decode() if length else ""
+        form = dict(parse_qsl(body, keep_blank_values=True)) if method in ("POST", "PUT") else {}
         parts = urlsplit(self.path)
         params = tuple(parse_qsl(parts.query, keep_blank_values=True))
         query = dict(params)
-        status, body = self.kite.answer(method, parts.path, query, arrived, self.headers.get("Authorization", ""))
-        self.kite.record(
-            RecordedRequest(method, parts.path, query, params, arrived, status, dict(self.headers.items()))
-        )
-        self._send(status, body)
+        authorization = self.headers.get("Authorization", "")
+        status, answer = self.kite.answer(method, parts.path, query, arrived, authorization, form=form)
+        headers = dict(self.headers.items())
+        self.kite.record(RecordedRequest(method, parts.path, query, params, arrived, status, headers, form))
+        if status == DROP:
+            self.close_connection = True  # no response at all: the client sees the connection dropped
+            return
+        try:
+            self._send(status, answer)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting ("timeout" placements)
 
     def _send(self, status: int, body: dict[str, Any] | str) -> None:
         if isinstance(body, dict):

@@ -181,6 +181,9 @@ class PaperBroker:
     def trades(self) -> list[BrokerTrade]:
         return [records.broker_trade(t) for t in self.trade_records()]
 
+    def order_trades(self, order_id: str) -> list[BrokerTrade]:
+        return [t for t in self.trades() if t.order_id == order_id]
+
     def trade_records(self) -> list[dict[str, Any]]:
         """The trades as Kite's trades.json shows them (money as Decimal)."""
         return [records.loads(raw) for raw in self._redis.lrange(self._key("trades"), 0, -1)]
