@@ -85,3 +85,9 @@ def test_stop_leftovers_ignores_recycled_pids(tmp_path: Path) -> None:
 def test_the_ticker_runs_only_when_enabled(tmp_path: Path) -> None:
     assert "ticker" not in process_names(config_for(tmp_path))
     assert "ticker" in process_names(config_for(tmp_path, TICKER_ENABLED="true"))
+
+
+def test_the_demo_feed_runs_only_without_the_ticker_and_when_wanted(tmp_path: Path) -> None:
+    assert "feed" in process_names(config_for(tmp_path))
+    assert "feed" not in process_names(config_for(tmp_path, TICKER_ENABLED="true"))
+    assert "feed" not in process_names(config_for(tmp_path, DEMO_FEED="false"))

@@ -180,6 +180,53 @@ def test_the_api_serves_the_demo_universe_and_candles(stack: Stack) -> None:
     assert candles["count"] == 250 and {r["source"] for r in candles["results"]} == {"synthetic"}
 
 
+def test_a_paper_order_placed_through_the_api_fills_with_a_position_and_net_pnl(stack: Stack) -> None:
+    """The demo feed prices RELIANCE, the paper account `make run` creates takes a MARKET order, and the fill
+    shows up as a position with P&L in the API and the admin."""
+    wait_ready(stack)
+    auth, api = stack.credentials(), f"{stack.url}/api/v1"
+    wait_until(
+        lambda: "NSE:RELIANCE" in requests.get(f"{api}/quotes/latest/", auth=auth, timeout=10).text,
+        timeout=60,
+        what="a RELIANCE price from the demo feed",
+    )
+    portfolio = requests.get(f"{api}/portfolio/", auth=auth, timeout=10).json()
+    [paper] = [a for a in portfolio["accounts"] if a["kind"] == "paper"]
+    body = {"account": paper["account"], "symbol": "RELIANCE", "side": "BUY", "quantity": 2, "product": "MIS"}
+    body["order_type"] = "MARKET"
+    placed = requests.post(f"{api}/orders/", json=body, auth=auth, headers={"Idempotency-Key": "smoke-1"}, timeout=10)
+    assert placed.status_code == 201, placed.text[:300]
+    order_url = f"{api}/orders/{placed.json()['id']}/"
+
+    seen: list[dict] = []
+
+    def complete() -> bool:
+        seen.append(requests.get(order_url, auth=auth, timeout=10).json())
+        return seen[-1]["status"] in {"COMPLETE", "REJECTED", "CANCELLED"}
+
+    wait_until(complete, timeout=30, what="the paper order to fill")
+    assert seen[-1]["status"] == "COMPLETE", (seen[-1]["status"], seen[-1]["status_message"], seen[-1]["events"])
+    order = requests.get(order_url, auth=auth, timeout=10).json()
+    assert order["filled_quantity"] == 2 and len(order["fills"]) == 1
+    assert [e["to_status"] for e in order["events"]][-1] == "COMPLETE"
+    positions = requests.get(f"{api}/positions/", auth=auth, timeout=10).json()["results"]
+    [reliance] = [p for p in positions if p["symbol"] == "RELIANCE" and p["product"] == "MIS"]
+    assert reliance["net_quantity"] == 2 and reliance["charges"] != "0.0000" and "net_pnl" in reliance
+    totals = requests.get(f"{api}/portfolio/", auth=auth, timeout=10).json()["total"]
+    assert totals["charges"] not in ("0", "0.00", "0.0000") and "net_pnl" in totals
+    session = requests.Session()
+    session.get(f"{stack.url}/admin/login/", timeout=10)
+    user, password = auth
+    session.post(
+        f"{stack.url}/admin/login/?next=/admin/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.url}/admin/login/"},
+        timeout=10,
+    )
+    page = session.get(f"{stack.url}/admin/orders/position/", timeout=10).text
+    assert "RELIANCE" in page and "net p&amp;l" in page.lower()
+
+
 def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:
     second = launch(stack.var_dir, free_port(), free_port(), name="second")
     assert second.proc.wait(60) == 2

@@ -96,9 +96,12 @@ class Config:
     log_level: str
     kite_ticker_root: str
     ticker_enabled: bool
+    demo_feed: bool
     ticker_stale_seconds: int
     field_encryption_keys: tuple[str, ...]
     paper_market_hours: bool
+    orders_submitting_grace_seconds: int
+    orders_unknown_grace_seconds: int
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -310,7 +313,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         log_level=log_level,
         kite_ticker_root=_ticker_root(env),
         ticker_enabled=parse_bool(env, "TICKER_ENABLED", False),
+        demo_feed=parse_bool(env, "DEMO_FEED", True),
         ticker_stale_seconds=parse_positive_int(env, "TICKER_STALE_SECONDS", 30),
         field_encryption_keys=_encryption_keys(env),
         paper_market_hours=parse_bool(env, "PAPER_MARKET_HOURS", True),
+        orders_submitting_grace_seconds=parse_positive_int(env, "ORDERS_SUBMITTING_GRACE_SECONDS", 180),
+        orders_unknown_grace_seconds=parse_positive_int(env, "ORDERS_UNKNOWN_GRACE_SECONDS", 120),
     )

@@ -179,6 +179,10 @@ def _stack_env(config: Config, base: dict[str, str], creds: Credentials) -> dict
     env["WEB_PORT"] = str(config.web_port)
     env["FLOWER_PORT"] = str(config.flower_port)
     env["PYTHONUNBUFFERED"] = "1"
+    if "feed" in process_names(config):
+        # The demo feed replays a past session: the wall clock's market hours would refuse every demo order
+        # outside 09:15-15:30 IST, so the paper broker accepts orders at any hour unless told otherwise.
+        env.setdefault("PAPER_MARKET_HOURS", "false")
     return env
 
 
@@ -194,15 +198,19 @@ def prepare(env: dict[str, str]) -> None:
     _manage(env, "ensure_admin")
     _manage(env, "install_schedule")
     _manage(env, "seed_demo", "--if-empty")  # first start: the NIFTY 50 universe and demo candles to look at
+    _manage(env, "ensure_paper_account")  # first start: a paper account the operator may trade
 
 
 def process_names(config: Config) -> list[str]:
-    """The Procfile's lines this configuration runs: `redis` only when embedded, `ticker` only when enabled."""
+    """The Procfile's lines this configuration runs: `redis` only when embedded, `ticker` only when enabled,
+    `feed` (the demo replay) only when the ticker is off and DEMO_FEED is on."""
     skip = set()
     if not config.redis_embedded:
         skip.add("redis")
     if not config.ticker_enabled:
         skip.add("ticker")
+    if config.ticker_enabled or not config.demo_feed:
+        skip.add("feed")
     return [n for n in parse_procfile(PROCFILE.read_text()).processes if n not in skip]
 
 

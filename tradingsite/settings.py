@@ -130,6 +130,10 @@ KITE_LTP_POLL_PER_SECOND = 1  # the ticker's fallback polling of /quote/ltp
 PAPER_MARKET_HOURS = CONFIG.paper_market_hours  # false: the paper broker accepts orders at any hour (demos)
 FIELD_ENCRYPTION_KEYS = CONFIG.field_encryption_keys  # broker secrets at rest; first key encrypts
 READINESS_PING_TIMEOUT = 1.0  # seconds /readyz waits for workers to answer a ping
+# SUBMITTING this long: its worker died mid-call, the sweep marks it UNKNOWN (beyond the orders hard time limit).
+ORDERS_SUBMITTING_GRACE_SECONDS = CONFIG.orders_submitting_grace_seconds
+# UNKNOWN this long and still not in the broker's book by its tag: reconciliation marks it REJECTED (never arrived).
+ORDERS_UNKNOWN_GRACE_SECONDS = CONFIG.orders_unknown_grace_seconds
 
 # --- REST API ---------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -7,7 +7,7 @@ Run every minute in market hours (beat), when an `orders` worker starts, and by
    (this is how an UNKNOWN order — placement timed out — becomes OPEN/COMPLETE/REJECTED, never re-sent);
 2. stores every trade not yet stored as a fill (postbacks can be missed), recomputing positions;
 3. records broker orders that match no OMS order as EXTERNAL (placed by hand on Kite, say) — never cancelled;
-4. marks UNKNOWN orders that are still not in the broker's book after a grace period as REJECTED
+4. marks UNKNOWN orders that are still not in the broker's book after ORDERS_UNKNOWN_GRACE_SECONDS as REJECTED
    (the placement never arrived: Kite's order book shows an order as soon as it is accepted);
 5. compares today's traded quantity per instrument and product with the broker's positions and raises an
    alert on any difference.
@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -43,7 +44,6 @@ from tradingsite.exceptions import NotFound
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_NOT_FOUND_GRACE = timedelta(minutes=2)
 SOURCE = EventSource.RECONCILIATION
 
 
@@ -83,7 +83,7 @@ def reconcile_account(*, account_id: int, now: datetime | None = None) -> Reconc
         if b.tag:
             seen_tags.add(b.tag)
         _reconcile_one(account_id, b, trades_by_order[b.order_id], report)
-    _unknown_not_found(account_id, seen_tags, now - UNKNOWN_NOT_FOUND_GRACE, report)
+    _unknown_not_found(account_id, seen_tags, now, report)
     report.position_mismatches = _position_mismatches(account_id, broker, now)
     if report.position_mismatches:
         monitoring.alert_raise(
@@ -160,7 +160,13 @@ def _record_external(account_id: int, b: BrokerOrder, report: ReconcileReport) -
     return order
 
 
-def _unknown_not_found(account_id: int, seen_tags: set[str], before: datetime, report: ReconcileReport) -> None:
+def _unknown_not_found(account_id: int, seen_tags: set[str], now: datetime, report: ReconcileReport) -> None:
+    """UNKNOWN for longer than settings.ORDERS_UNKNOWN_GRACE_SECONDS (read per run) and not in the book: REJECTED.
+
+    The grace must outlast any placement still on its way (an UNKNOWN from the sweep can only come after
+    ORDERS_SUBMITTING_GRACE_SECONDS), so a late arrival is never declared missing.
+    """
+    before = now - timedelta(seconds=settings.ORDERS_UNKNOWN_GRACE_SECONDS)
     stale = Order.objects.filter(account_id=account_id, status=Status.UNKNOWN, updated_at__lt=before)
     for order in stale.exclude(tag__in=seen_tags):
         try:
