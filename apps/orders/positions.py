@@ -15,7 +15,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -80,22 +80,27 @@ def _charges_spread(order: Order) -> None:
 def _ledger(fills: Iterable[Any]) -> list[LedgerFill]:
     return [
         LedgerFill(
-            side=f.order.side,
-            quantity=f.quantity,
-            price=f.price,
-            charges=f.charges_total,
-            day=as_ist(f.filled_at).date(),
+            side=f.order.side, quantity=f.quantity, price=f.price, charges=f.charges_total, day=_day(f.filled_at)
         )
         for f in fills
     ]
 
 
-def _position_fills(account_id: int, instrument_id: int, product: str) -> Any:
-    return (
+def _day(moment: datetime) -> date:
+    return as_ist(moment).date()
+
+
+def _position_ledger(account_id: int, instrument_id: int, product: str) -> list[LedgerFill]:
+    """The position's fills in time order, as plain rows: it is replayed on every fill, so no model objects."""
+    rows = (
         Fill.objects.filter(order__account_id=account_id, order__instrument_id=instrument_id, order__product=product)
-        .select_related("order")
         .order_by("filled_at", "id")
+        .values_list("order__side", "quantity", "price", "charges_total", "filled_at")
     )
+    return [
+        LedgerFill(side=side, quantity=qty, price=price, charges=charges, day=_day(at))
+        for side, qty, price, charges, at in rows
+    ]
 
 
 @transaction.atomic
@@ -105,7 +110,7 @@ def position_recompute(*, account_id: int, instrument_id: int, product: str) -> 
     position = Position.objects.select_for_update().get(
         account_id=account_id, instrument_id=instrument_id, product=product
     )
-    state = replay(_ledger(_position_fills(account_id, instrument_id, product)))  # read after the lock
+    state = replay(_position_ledger(account_id, instrument_id, product))  # read after the lock
     position.net_quantity = state.net_quantity
     position.average_price = state.rounded_average
     position.realised_pnl = state.realised.quantize(charge_rules.PAISA)
