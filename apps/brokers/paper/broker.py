@@ -13,6 +13,7 @@ Redis keys, for account A (ids are shared by all accounts, so they are unique ac
     paper:A:orders              list of order ids in placement order (orders)
     paper:A:open                set of ids still OPEN / TRIGGER PENDING / AMO REQ RECEIVED
     paper:A:trades              list of trades (JSON, Kite's trades.json shape)
+    paper:A:order_trades:<id>   the same trades, per order (order_trades)
     paper:A:updates             list of postback-shaped updates not yet drained
     paper:seq:order:<yymmdd>, paper:seq:trade:<yymmdd>   id counters
 """
@@ -182,7 +183,9 @@ class PaperBroker:
         return [records.broker_trade(t) for t in self.trade_records()]
 
     def order_trades(self, order_id: str) -> list[BrokerTrade]:
-        return [t for t in self.trades() if t.order_id == order_id]
+        """One order's trades, from its own list: read after every fill, so never a scan of the day's trades."""
+        raws = self._redis.lrange(self._key("order_trades", order_id), 0, -1)
+        return [records.broker_trade(records.loads(raw)) for raw in raws]
 
     def trade_records(self) -> list[dict[str, Any]]:
         """The trades as Kite's trades.json shows them (money as Decimal)."""
@@ -418,6 +421,7 @@ class PaperBroker:
             pipe.srem(self._key("open"), order_id)
         if trade is not None:
             pipe.rpush(self._key("trades"), records.dumps(trade))
+            pipe.rpush(self._key("order_trades", order_id), records.dumps(trade))
 
     def _next_id(self, kind: str, at: datetime) -> str:
         """Kite-like numeric ids: yymmdd + 10 digits, from a per-day counter shared by every process."""
