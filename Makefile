@@ -8,7 +8,7 @@ STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint test-only smoke bench venv venv-dev clean
+.PHONY: run test lint test-only smoke bench chaos venv venv-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ smoke: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(PY) -m benchmarks
+
+# The chaos run at full size (docs/chaos.md): 200 worker kills and a Redis crash on PostgreSQL; prints its counts,
+# fails on any duplicate or lost order. Sizes and servers may be overridden from the environment.
+chaos: $(STAMP_DEV)
+	DATABASE_URL="$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/trading_chaos}" \
+	REDIS_URL="$${REDIS_URL:-redis://127.0.0.1:6379/5}" \
+	VAR_DIR="$${VAR_DIR:-var/chaos}" \
+	CHAOS_KILLS="$${CHAOS_KILLS:-200}" CHAOS_ORDERS="$${CHAOS_ORDERS:-600}" \
+	CHAOS_KILL_INTERVAL="$${CHAOS_KILL_INTERVAL:-1.0}" CHAOS_WORKERS="$${CHAOS_WORKERS:-3}" \
+	CHAOS_SETTLE_SECONDS="$${CHAOS_SETTLE_SECONDS:-120}" \
+	$(VENV)/bin/pytest -s -q tests/chaos/test_chaos.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
