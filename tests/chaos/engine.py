@@ -1,6 +1,6 @@
 """The chaos run itself: orders flow through real `orders` workers while they are SIGKILLed and Redis crashes.
 
-Four threads share the engine process (each with its own database connection):
+Five threads share the engine process (each with its own database connection):
 
 - the submitter commits orders with `order_place` at a steady rate (the after-commit enqueue goes to the
   private Redis; when Redis is down the order stays QUEUED and the sweep must find it), and now and then
@@ -9,9 +9,9 @@ Four threads share the engine process (each with its own database connection):
   preferring moments when the fake holds an accepted placement unanswered, and restarts the worker; once
   (or `redis_restarts` times) it crashes and restarts the Redis server instead;
 - the market fills and cancels open orders at the fake Kite, as an exchange would;
-- the sweeper runs `orders_sweep` at beat's interval (10 s) and `reconcile_account` every 2 s.
+- the sweeper runs `orders_sweep` at beat's interval (10 s), the reconciler `reconcile_account` every 2 s.
 
-Then the killing and the market stop, every worker is brought back, and the sweeper runs until the OMS
+Then the killing and the market stop, every worker is brought back, and the last two run on until the OMS
 agrees with the broker's book (or the settle time is over), and `verdict.judge` compares them.
 """
 
@@ -148,6 +148,7 @@ class ChaosRun:
     # --- the run ----------------------------------------------------------------------------------------
     def run(self) -> Verdict:
         sweeper = self._thread(self._sweeper, "sweeper")
+        reconciler = self._thread(self._reconciler, "reconciler")
         market = self._thread(self._market, "market")
         killer = self._thread(self._killer, "killer")
         with _db_thread():
@@ -159,6 +160,7 @@ class ChaosRun:
         verdict = self._settle()
         self._stop_sweeper.set()
         sweeper.join()
+        reconciler.join()
         if self.failures:
             raise RuntimeError("a chaos thread died: " + "; ".join(self.failures))
         return verdict
@@ -182,7 +184,7 @@ class ChaosRun:
         return thread
 
     def _settle(self) -> Verdict:
-        """Until the OMS agrees with the book (bounded): the sweeper keeps sweeping and reconciling."""
+        """Until the OMS agrees with the book (bounded): the sweeper and the reconciler keep running."""
         start = time.monotonic()
         with _db_thread():
             while True:
@@ -303,7 +305,7 @@ class ChaosRun:
                 raise RuntimeError("workers did not come back after the run")
             time.sleep(0.2)
 
-    # --- the market and the sweeper -------------------------------------------------------------------------
+    # --- the market, the sweeper and the reconciler ----------------------------------------------------------
     def _market(self) -> None:
         """Each tick, each open order at Kite trades (in part or in full) or is cancelled with a small chance."""
         rng = self._market_rng
@@ -322,18 +324,18 @@ class ChaosRun:
                 self.tally.add("fills")
 
     def _sweeper(self) -> None:
-        """The sweep at beat's own interval (each run re-sends every QUEUED order past its grace, so running it
-        faster than production floods a slow queue with duplicates); reconciliation every 2 s, faster than
-        production's minute, so the run settles soon (it only reads the broker)."""
-        tick = 0
-        while not self._stop_sweeper.wait(1.0):
-            tick += 1
-            if tick % SWEEP_EVERY == 0:
-                swept = self._guarded("sweep", orders_sweep)
-                if isinstance(swept, dict):
-                    self.tally.add("requeued", swept["requeued"])
-            if tick % RECONCILE_EVERY == 0:
-                self._guarded("reconcile", lambda: reconcile_account(account_id=self.account.pk))
+        """The sweep at beat's own interval: each run re-sends every QUEUED order past its grace, so running it
+        faster than production floods a slow queue with duplicates."""
+        while not self._stop_sweeper.wait(SWEEP_EVERY):
+            swept = self._guarded("sweep", orders_sweep)
+            if isinstance(swept, dict):
+                self.tally.add("requeued", swept["requeued"])
+
+    def _reconciler(self) -> None:
+        """Faster than production's minute, so the run settles soon; it only reads the broker. Its own thread:
+        with hundreds of orders in the book one run takes seconds, which must not delay the sweep."""
+        while not self._stop_sweeper.wait(RECONCILE_EVERY):
+            self._guarded("reconcile", lambda: reconcile_account(account_id=self.account.pk))
 
     def _guarded(self, name: str, call: Callable[[], object]) -> object:
         try:
