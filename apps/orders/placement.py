@@ -264,24 +264,30 @@ def _broker_or_hold(order_id: int) -> Placer | None:
 
 
 def _outcome(order: Order, broker: Placer) -> Order:
-    move: dict[str, Any] = {"order_id": order.pk, "source": EventSource.TASK, "expected": Status.SUBMITTING}
     try:
         broker_order_id = broker.place(_request(order))
     except BrokerRejected as exc:
-        return order_transition(to=Status.REJECTED, message=str(exc), status_message=str(exc), **move)
+        return _settle(order, Status.REJECTED, message=str(exc), status_message=str(exc))
     except (BrokerAuthError, BrokerThrottled) as exc:
         if isinstance(exc, BrokerAuthError):
             brokers.account_disable(account_id=order.account_id, reason=f"session invalid: {exc}")
             log.warning("account %s disabled: %s; order %s held unsent", order.account_id, exc, order.pk)
-        return order_transition(to=Status.QUEUED, message=f"not sent: {exc}", **move)
+        return _settle(order, Status.QUEUED, message=f"not sent: {exc}")
     except BrokerAmbiguous as exc:
         log.warning("order %s: placement outcome unknown (%s); resolving by tag", order.pk, exc)
-        return order_transition(to=Status.UNKNOWN, message=f"outcome unknown: {exc}", **move)
+        return _settle(order, Status.UNKNOWN, message=f"outcome unknown: {exc}")
+    settled = _settle(order, Status.OPEN, message="placed", broker_order_id=broker_order_id)
+    # If a postback (or reconciliation by tag) got there first and moved it on, keep its word, add the id.
+    Order.objects.filter(pk=order.pk, broker_order_id__isnull=True).update(broker_order_id=broker_order_id)
+    return settled if settled.broker_order_id else Order.objects.get(pk=order.pk)
+
+
+def _settle(order: Order, to: Status, **fields: Any) -> Order:
+    """SUBMITTING -> `to`; when a postback, reconciliation or the sweep moved the order first, theirs stands."""
     try:
-        return order_transition(to=Status.OPEN, message="placed", broker_order_id=broker_order_id, **move)
-    except OrderStateConflict:
-        # A postback (or reconciliation by tag) got there first and moved it on: keep its word, add the id.
-        Order.objects.filter(pk=order.pk, broker_order_id__isnull=True).update(broker_order_id=broker_order_id)
+        return order_transition(order_id=order.pk, to=to, source=EventSource.TASK, expected=Status.SUBMITTING, **fields)
+    except OrderStateConflict as exc:
+        log.info("order %s: not moved to %s by its worker: %s", order.pk, to, exc)
         return Order.objects.get(pk=order.pk)
 
 
@@ -300,11 +306,14 @@ def orders_sweep() -> dict[str, int]:
     for order_id in queued:
         _enqueue(order_id)
     for order_id in stuck:
-        order_transition(
-            order_id=order_id,
-            to=Status.UNKNOWN,
-            source=EventSource.RECONCILIATION,
-            expected=Status.SUBMITTING,
-            message="worker died while submitting; resolving by tag",
-        )
+        try:
+            order_transition(
+                order_id=order_id,
+                to=Status.UNKNOWN,
+                source=EventSource.RECONCILIATION,
+                expected=Status.SUBMITTING,
+                message="worker died while submitting; resolving by tag",
+            )
+        except OrderStateConflict:  # its worker (or a postback) finished it meanwhile: nothing to do
+            continue
     return {"requeued": len(queued), "unknown": len(stuck)}
