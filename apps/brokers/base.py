@@ -17,6 +17,7 @@ No Django import: implementations get what they need (a Redis client, a Kite cli
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -150,6 +151,11 @@ class Broker(Protocol):
     def ltp(self, keys: list[str]) -> dict[str, Decimal]:
         """Latest price per "EXCHANGE:SYMBOL"."""
         ...
+
+
+def postback_checksum(order_id: object, order_timestamp: object, api_secret: str) -> str:
+    """Kite's postback signature: sha256(order_id + order_timestamp + api_secret), hex."""
+    return hashlib.sha256(f"{order_id}{order_timestamp}{api_secret}".encode()).hexdigest()
 
 
 def _money(value: Any) -> Decimal:

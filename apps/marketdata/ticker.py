@@ -36,27 +36,18 @@ from kiteconnect.exceptions import KiteException
 from apps.marketdata import events
 from apps.marketdata.aggregation import IST, Bar, FeedClock, MinuteAggregator, price_decimal, tick_from_kite
 from apps.marketdata.models import Candle, Instrument, Interval, SeriesSource
+from apps.monitoring import services as monitoring
 
 log = logging.getLogger(__name__)
 
-ALERT_STREAM = "monitoring:alerts"
-ALERT_STREAM_MAXLEN = 10_000
 MAX_PENDING_BARS = 100_000  # a database down for a whole session is ~20k bars for 50 instruments
 LOOP_SECONDS = 0.2
+ALERT_STREAM = monitoring.ALERT_STREAM  # where record_alert writes (readers and tests name it here)
 
 
 def record_alert(redis_client: Any, *, kind: str, message: str, at: datetime, source: str = "ticker") -> None:
-    """An operational alert: a WARNING log line and an entry on the `monitoring:alerts` stream.
-
-    A stop-gap until the monitoring app owns alerts (rules, notifications);
-    it should take this function over and keep the stream's field names.
-    """
-    log.warning("alert kind=%s source=%s: %s", kind, source, message)
-    fields = {"kind": kind, "source": source, "message": message, "time": at.isoformat()}
-    try:
-        redis_client.xadd(ALERT_STREAM, fields, maxlen=ALERT_STREAM_MAXLEN, approximate=True)
-    except redis.RedisError:
-        log.exception("could not record alert %s on %s", kind, ALERT_STREAM)
+    """An operational alert on the `monitoring:alerts` stream (monitoring.services.alert_raise, on our client)."""
+    monitoring.alert_raise(kind=kind, message=message, source=source, at=at, client=redis_client)
 
 
 @dataclass(frozen=True)

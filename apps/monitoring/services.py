@@ -75,7 +75,9 @@ ALERT_STREAM = "monitoring:alerts"
 ALERT_STREAM_MAXLEN = 10_000
 
 
-def alert_raise(*, kind: str, message: str, source: str, at: datetime | None = None, **details: object) -> None:
+def alert_raise(
+    *, kind: str, message: str, source: str, at: datetime | None = None, client: Any = None, **details: object
+) -> None:
     """An operational alert: a WARNING log line and an entry on the `monitoring:alerts` Redis stream.
 
     The stream keeps the field names the ticker already writes (kind, source, message, time), plus a JSON
@@ -89,7 +91,7 @@ def alert_raise(*, kind: str, message: str, source: str, at: datetime | None = N
     if details:
         fields["details"] = json.dumps(details, default=str)
     try:
-        get_redis().xadd(ALERT_STREAM, fields, maxlen=ALERT_STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        (client or get_redis()).xadd(ALERT_STREAM, fields, maxlen=ALERT_STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
     except redis.RedisError:
         log.exception("could not record alert %s on %s", kind, ALERT_STREAM)
 

@@ -10,7 +10,6 @@ lost here is picked up by reconciliation.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -21,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.brokers import selectors as broker_accounts
+from apps.brokers.base import postback_checksum
 from apps.orders import sync
 from apps.orders.models import Order
 
@@ -29,8 +29,7 @@ REQUIRED = ("order_id", "order_timestamp", "checksum", "status")
 
 
 def checksum_for(payload: dict[str, Any], api_secret: str) -> str:
-    seed = f"{payload['order_id']}{payload['order_timestamp']}{api_secret}"
-    return hashlib.sha256(seed.encode()).hexdigest()
+    return postback_checksum(payload["order_id"], payload["order_timestamp"], api_secret)
 
 
 def _secrets(payload: dict[str, Any]) -> list[str]:

@@ -25,7 +25,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from apps.brokers import selectors as broker_accounts
@@ -39,7 +38,7 @@ from apps.orders.lifecycle import Status
 from apps.orders.models import EventSource, Fill, Order, OrderEvent
 from apps.orders.positions import fills_record
 from apps.orders.services import OrderStateConflict, order_transition
-from apps.orders.sync import order_apply_broker_state
+from apps.orders.sync import order_apply_broker_state, order_for_broker_order
 from tradingsite.exceptions import NotFound
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ def reconcile_account(*, account_id: int, now: datetime | None = None) -> Reconc
 
 
 def _reconcile_one(account_id: int, b: BrokerOrder, trades: list[BrokerTrade], report: ReconcileReport) -> None:
-    order = _match(account_id, b)
+    order = order_for_broker_order(b, account_id=account_id)
     if order is None:
         order = _record_external(account_id, b, report)
         if order is None:
@@ -111,13 +110,6 @@ def _reconcile_one(account_id: int, b: BrokerOrder, trades: list[BrokerTrade], r
         report.fills_added += fills_record(
             order=Order.objects.select_related("instrument").get(pk=order.pk), trades=trades
         )
-
-
-def _match(account_id: int, b: BrokerOrder) -> Order | None:
-    match = Q(broker_order_id=b.order_id)
-    if b.tag:
-        match |= Q(tag=b.tag)
-    return Order.objects.filter(match, account_id=account_id).first()
 
 
 def _record_external(account_id: int, b: BrokerOrder, report: ReconcileReport) -> Order | None:

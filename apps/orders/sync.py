@@ -24,7 +24,7 @@ from django.db.models import Q, Sum
 
 from apps.brokers import selectors as broker_accounts
 from apps.brokers import services as brokers
-from apps.brokers.base import Broker, BrokerError, BrokerOrder, BrokerTrade, broker_order_from_kite
+from apps.brokers.base import Broker, BrokerError, BrokerOrder, broker_order_from_kite
 from apps.orders.lifecycle import TERMINAL, Status, can_transition
 from apps.orders.models import EventSource, Order
 from apps.orders.positions import fills_record
@@ -95,13 +95,6 @@ def order_apply_broker_state(*, order_id: int, broker_order: BrokerOrder, source
         return True
 
 
-def _order_trades(broker: Broker, broker_order_id: str) -> list[BrokerTrade]:
-    per_order = getattr(broker, "order_trades", None)
-    if per_order is not None:
-        return list(per_order(broker_order_id))
-    return [t for t in broker.trades() if t.order_id == broker_order_id]
-
-
 @dataclass
 class SyncResult:
     changed: bool = False
@@ -120,7 +113,7 @@ def order_sync(*, order_id: int, broker: Broker | None, broker_order: BrokerOrde
     if broker is None or not order.broker_order_id or broker_order.filled_quantity <= stored:
         return result
     try:
-        trades = _order_trades(broker, order.broker_order_id)
+        trades = broker.order_trades(order.broker_order_id)
     except BrokerError as exc:
         log.warning("order %s: trades not fetched (%s); reconciliation will store them", order_id, exc)
         return result

@@ -7,14 +7,13 @@ Stored as JSON with money as exact decimal strings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from apps.brokers.base import BrokerOrder, BrokerTrade, OrderRequest
+from apps.brokers.base import BrokerOrder, BrokerTrade, OrderRequest, postback_checksum
 from apps.brokers.paper.rules import (
     AMO_RECEIVED,
     CANCELLED,
@@ -193,12 +192,11 @@ def trade_record(record: dict[str, Any], trade_id: str) -> dict[str, Any]:
 
 def postback(record: dict[str, Any], config: PaperConfig) -> dict[str, Any]:
     """Kite's postback body: the order record plus user_id, unfilled_quantity, app_id and checksum."""
-    seed = f"{record['order_id']}{record['order_timestamp']}{config.postback_secret}"
     return {
         "user_id": record["placed_by"],
         "unfilled_quantity": record["quantity"] - record["filled_quantity"],
         "app_id": config.app_id,
-        "checksum": hashlib.sha256(seed.encode()).hexdigest(),
+        "checksum": postback_checksum(record["order_id"], record["order_timestamp"], config.postback_secret),
         **record,
     }
 
