@@ -65,6 +65,25 @@ def _no_eager_celery() -> Iterator[None]:
     app.conf.task_always_eager = False
 
 
+@pytest.fixture(autouse=True)
+def _fresh_order_counters() -> None:
+    """Each test starts with no orders counted against SEBI's per-second and the daily limit.
+
+    Account ids come back after a rollback on SQLite, so one test's orders would count in the next one's second.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tradingsite.redis_client import get_redis
+
+    client = get_redis()
+    try:
+        keys = list(client.scan_iter(match="risk:orders:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except RedisConnectionError:
+        pass  # a test without Redis places no order
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
     # Process-heavy tests last, so a quick failure elsewhere shows up first.
     items.sort(key=lambda item: 1 if item.get_closest_marker("smoke") else 0)

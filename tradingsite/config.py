@@ -100,6 +100,7 @@ class Config:
     ticker_stale_seconds: int
     field_encryption_keys: tuple[str, ...]
     paper_market_hours: bool
+    risk_market_hours: bool
     orders_submitting_grace_seconds: int
     orders_unknown_grace_seconds: int
 
@@ -317,6 +318,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ticker_stale_seconds=parse_positive_int(env, "TICKER_STALE_SECONDS", 30),
         field_encryption_keys=_encryption_keys(env),
         paper_market_hours=parse_bool(env, "PAPER_MARKET_HOURS", True),
+        risk_market_hours=parse_bool(env, "RISK_MARKET_HOURS", True),
         orders_submitting_grace_seconds=parse_positive_int(env, "ORDERS_SUBMITTING_GRACE_SECONDS", 180),
         orders_unknown_grace_seconds=parse_positive_int(env, "ORDERS_UNKNOWN_GRACE_SECONDS", 120),
     )

@@ -128,6 +128,7 @@ TICKER_STALE_SECONDS = CONFIG.ticker_stale_seconds  # no tick this long in marke
 KITE_HISTORICAL_REQUESTS_PER_SECOND = 3  # Kite's limit for historical data, shared by every process
 KITE_LTP_POLL_PER_SECOND = 1  # the ticker's fallback polling of /quote/ltp
 PAPER_MARKET_HOURS = CONFIG.paper_market_hours  # false: the paper broker accepts orders at any hour (demos)
+RISK_MARKET_HOURS = CONFIG.risk_market_hours  # false: Kite accounts' orders skip the session check (tests only)
 FIELD_ENCRYPTION_KEYS = CONFIG.field_encryption_keys  # broker secrets at rest; first key encrypts
 READINESS_PING_TIMEOUT = 1.0  # seconds /readyz waits for workers to answer a ping
 # SUBMITTING this long: its worker died mid-call, the sweep marks it UNKNOWN (beyond the orders hard time limit).

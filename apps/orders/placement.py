@@ -30,7 +30,6 @@ from apps.brokers.base import (
     BrokerThrottled,
     OrderRequest,
 )
-from apps.marketdata import selectors as marketdata
 from apps.orders.identifiers import tag_for, validate_client_order_id
 from apps.orders.lifecycle import Status
 from apps.orders.models import EventSource, KillSwitch, Order, OrderEvent, OrderType, Product, Side
@@ -106,19 +105,21 @@ def _validate(o: OrderInput) -> None:
         )
 
 
-def _facts(o: OrderInput) -> risk.OrderFacts:
-    latest = marketdata.latest_prices(keys=[f"{o.instrument.exchange}:{o.instrument.tradingsymbol}"])
-    reference = next(iter(latest.values())).price if latest else None
-    return risk.OrderFacts(
-        side=o.side,
-        quantity=o.quantity,
-        order_type=o.order_type,
-        price=o.price,
-        trigger_price=o.trigger_price,
-        lot_size=o.instrument.lot_size,
-        tick_size=Decimal(o.instrument.tick_size),
-        reference_price=reference,
-        kill_switch_on=o.purpose != SQUARE_OFF and kill_switch_on(account_id=o.account.pk),
+def _pre_trade(o: OrderInput) -> list[risk.CheckFailure]:
+    return risk.pre_trade_check(
+        request=risk.PreTradeRequest(
+            account_id=o.account.pk,
+            account_kind=o.account.kind,
+            strategy=o.strategy,
+            instrument=o.instrument,
+            side=o.side,
+            quantity=o.quantity,
+            order_type=o.order_type,
+            price=o.price,
+            trigger_price=o.trigger_price,
+            variety=o.variety,
+            kill_switch_on=o.purpose != SQUARE_OFF and kill_switch_on(account_id=o.account.pk),
+        )
     )
 
 
@@ -131,7 +132,7 @@ def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> 
     existing = Order.objects.filter(client_order_id=order.client_order_id).first()
     if existing is not None:
         return existing
-    failures = risk.pre_trade_check(facts=_facts(order))
+    failures = _pre_trade(order)
     with transaction.atomic():
         created = Order.objects.create(
             client_order_id=order.client_order_id,
@@ -152,6 +153,7 @@ def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> 
         )
         if failures:
             reasons = "; ".join(f.message for f in failures)
+            risk.pre_trade_rejection_record(order_id=created.pk, account_id=order.account.pk, failures=failures)
             return order_transition(
                 order_id=created.pk,
                 to=Status.RISK_REJECTED,

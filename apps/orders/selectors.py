@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, F, Prefetch, QuerySet, Sum
 from redis.exceptions import RedisError
 
 from apps.brokers import selectors as broker_accounts
 from apps.brokers import services as brokers
 from apps.brokers.base import BrokerError
 from apps.marketdata import selectors as marketdata
-from apps.orders.models import KillSwitch, Order, OrderEvent, Position
+from apps.orders.lifecycle import TERMINAL, Status
+from apps.orders.models import Fill, KillSwitch, Order, OrderEvent, Position
 from tradingsite.exceptions import NotFound
 
 ZERO = Decimal(0)
@@ -220,3 +221,63 @@ def kill_switch_states_for_user(*, user: Any) -> list[KillSwitch]:
         return list(rows)
     granted = set(broker_accounts.accounts_for_user(user=user).values_list("pk", flat=True))
     return [r for r in rows if r.account_id is None or r.account_id in granted]
+
+
+@dataclass(frozen=True)
+class HoldingRow:
+    """One instrument's net position of an account (every product together), for the pre-trade checks."""
+
+    key: str  # "EXCHANGE:SYMBOL"
+    net_quantity: int
+    average_price: Decimal  # of the largest product's position: marks a quantity carried in from earlier days
+    bought_today: int
+    sold_today: int
+    cash_today: Decimal  # sells minus buys at fill prices, today
+    charges_today: Decimal
+
+
+@dataclass(frozen=True)
+class AccountBook:
+    holdings: dict[int, HoldingRow]  # by instrument id
+    open_orders: int
+
+
+def account_book(*, account_id: int, since: Any) -> AccountBook:
+    """Three queries: positions, today's fills by instrument and side, and the number of unfinished orders."""
+    rows: dict[int, dict[str, Any]] = {}
+    for p in Position.objects.filter(account_id=account_id).values(
+        "instrument_id", "instrument__exchange", "instrument__tradingsymbol", "net_quantity", "average_price"
+    ):
+        row = rows.setdefault(
+            p["instrument_id"],
+            {"key": f"{p['instrument__exchange']}:{p['instrument__tradingsymbol']}", "q": 0, "avg": ZERO, "big": -1},
+        )
+        row["q"] += p["net_quantity"]
+        if abs(p["net_quantity"]) > row["big"]:
+            row["avg"], row["big"] = p["average_price"], abs(p["net_quantity"])
+    today: dict[int, dict[str, Any]] = {}
+    fills = (
+        Fill.objects.filter(order__account_id=account_id, filled_at__gte=since)
+        .values("order__instrument_id", "order__side")
+        .annotate(qty=Sum("quantity"), value=Sum(F("quantity") * F("price")), charges=Sum("charges_total"))
+    )
+    for f in fills:
+        today.setdefault(f["order__instrument_id"], {})[f["order__side"]] = f
+    holdings = {}
+    for iid, row in rows.items():
+        buy, sell = today.get(iid, {}).get("BUY", {}), today.get(iid, {}).get("SELL", {})
+        holdings[iid] = HoldingRow(
+            key=row["key"],
+            net_quantity=row["q"],
+            average_price=Decimal(row["avg"]),
+            bought_today=int(buy.get("qty") or 0),
+            sold_today=int(sell.get("qty") or 0),
+            cash_today=Decimal(sell.get("value") or 0) - Decimal(buy.get("value") or 0),
+            charges_today=Decimal(buy.get("charges") or 0) + Decimal(sell.get("charges") or 0),
+        )
+    open_count = (
+        Order.objects.filter(account_id=account_id)
+        .exclude(status__in=[str(s) for s in (*TERMINAL, Status.EXTERNAL)])
+        .aggregate(n=Count("id"))["n"]
+    )
+    return AccountBook(holdings=holdings, open_orders=int(open_count or 0))

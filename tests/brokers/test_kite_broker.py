@@ -353,6 +353,7 @@ def test_the_limits_table_lets_only_the_shortest_window_wait() -> None:
 def kite_account(fake_kite: FakeKite, api_key: str, settings: Any) -> BrokerAccount:
     settings.KITE_API_ROOT = fake_kite.url
     settings.TRADING_MODE = "live"
+    settings.RISK_MARKET_HOURS = False  # the session check has its own tests; these run at any hour
     return BrokerAccount.objects.create(
         name="kite desk", kind="kite", api_key=api_key, access_token="session-tok", algo_id="ALGO42"
     )

@@ -148,7 +148,7 @@ def test_cancelling_a_queued_order_never_sends_it(desk) -> None:
 
 
 def test_cancelling_an_open_paper_order_cancels_it_at_the_broker(desk) -> None:
-    order_id = _place(desk, price="1400").json()["id"]  # a buy limit below the market rests in the book
+    order_id = _place(desk, price="1450").json()["id"]  # a buy limit below the market rests in the book
     assert order_execute(order_id=order_id).status == "OPEN"
     response = desk.client().post(f"{URL}{order_id}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"

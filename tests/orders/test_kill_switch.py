@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def desk(settings) -> Iterator[Desk]:
     settings.PAPER_MARKET_HOURS = False
+    settings.RISK_MARKET_HOURS = False  # a Kite account's order too; the session check is tested in tests/risk
     desk = make_desk()
     yield desk
     desk.reset()
@@ -99,7 +100,7 @@ def test_an_account_switch_leaves_other_accounts_alone(desk) -> None:
 
 
 def test_open_orders_are_cancelled_at_the_broker_and_unresolved_ones_reported(desk) -> None:
-    resting = order_execute(order_id=_queued(desk, "rest", price=Decimal("1400")).pk)
+    resting = order_execute(order_id=_queued(desk, "rest", price=Decimal("1450")).pk)
     assert resting.status == "OPEN"
     unknown = _queued(desk, "unk")
     Order.objects.filter(pk=unknown.pk).update(status="UNKNOWN")

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings as django_settings
 from django.db.models import F
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hsettings
@@ -56,6 +58,9 @@ from apps.orders.placement import OrderInput, order_execute, order_place, orders
 from apps.orders.pnl import LedgerFill, replay
 from apps.orders.reconciliation import reconcile_account
 from apps.orders.sync import postback_apply
+from apps.risk.limits import limit_create
+from apps.risk.models import RiskBreach, RiskLimit
+from apps.risk.pretrade import DEFAULT_LIMITS
 
 IST = ZoneInfo("Asia/Kolkata")
 OUTCOMES = (
@@ -354,8 +359,11 @@ class OmsMachine(RuleBasedStateMachine):
 
 
 def _empty_tables() -> None:
-    for model in (OrderEvent, Fill, Position, Order, BrokerAccount, Instrument):
+    for model in (RiskBreach, OrderEvent, Fill, Position, Order, RiskLimit, BrokerAccount, Instrument):
         model.objects.all().delete()
+    # Hypothesis places orders far faster than SEBI's 10 a second: the limits are tested in tests/risk, not here.
+    fast = {**asdict(DEFAULT_LIMITS), "orders_per_second": 10**6, "orders_per_day": 10**9}
+    limit_create(scope="global", values=fast, changed_by="test", source="test")
 
 
 def _an_hour_passes() -> None:
@@ -372,6 +380,7 @@ def test_the_oms_keeps_its_invariants_whatever_the_order_of_events(monkeypatch: 
         OmsMachine.live["machine"].enqueued.append(order_id)
 
     monkeypatch.setattr(broker_services, "broker_for", broker_for)
+    monkeypatch.setattr(django_settings, "RISK_MARKET_HOURS", False)
     monkeypatch.setattr(placement, "_enqueue", enqueue)
     run_state_machine_as_test(
         OmsMachine,

@@ -33,6 +33,11 @@ class ScriptedBroker:
         return f"24060700000{len(self.placed):05d}"
 
 
+@pytest.fixture(autouse=True)
+def _any_hour(settings) -> None:
+    settings.PAPER_MARKET_HOURS = False  # the session check has its own tests (tests/risk); these run at any hour
+
+
 @pytest.fixture
 def account() -> BrokerAccount:
     return BrokerAccount.objects.create(name="paper-t", kind="paper", algo_id="ALGO1")

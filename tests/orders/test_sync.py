@@ -41,6 +41,7 @@ def set_price(symbol: str, price: str, token: int = 408065) -> None:
 @pytest.fixture
 def paper(settings) -> Iterator[tuple[BrokerAccount, Instrument]]:
     settings.PAPER_MARKET_HOURS = False
+    settings.RISK_MARKET_HOURS = False  # a Kite account here too; the session check is tested in tests/risk
     account = BrokerAccount.objects.create(name="paper desk", kind="paper")
     infy = Instrument.objects.create(tradingsymbol="INFY", instrument_token=408065)
     paper_broker_for(account).reset()
@@ -142,7 +143,7 @@ def _submitted(paper, cid: str) -> Order:
             quantity=10,
             product="CNC",
             order_type="LIMIT",
-            price=Decimal("1400"),
+            price=Decimal("1450"),
         )
     )
     order_transition(order_id=order.pk, to="SUBMITTING", source=EventSource.TASK)  # type: ignore[arg-type]
