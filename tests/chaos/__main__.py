@@ -70,6 +70,7 @@ def main() -> int:
             REDIS_URL=private.url,
             CELERY_BROKER_URL=private.url,
             TRADING_MODE="live",
+            RISK_MARKET_HOURS="false",  # a Kite account at any hour: the session check is tested in tests/risk
             KITE_API_KEY="chaoskey",
             KITE_API_SECRET="chaos-secret",
             KITE_API_ROOT=kite.url,
