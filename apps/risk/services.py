@@ -60,6 +60,10 @@ class PreTradeRequest:
     variety: str = "regular"
 
 
+def _now() -> datetime:
+    return timezone.now()  # one seam: the session tests move the clock here
+
+
 def pre_trade_check(*, request: PreTradeRequest) -> list[CheckFailure]:
     """Every failing check, in a fixed order; empty when the order may go (and it then holds a rate slot)."""
     facts = order_facts(request=request)
@@ -72,7 +76,7 @@ def pre_trade_check(*, request: PreTradeRequest) -> list[CheckFailure]:
         account_id=request.account_id,
         per_second=limits.orders_per_second or 1_000_000,
         per_day=limits.orders_per_day or 1_000_000_000,
-        day=timezone.localtime(timezone.now(), IST).date(),
+        day=timezone.localtime(_now(), IST).date(),
     )
     admission = rate.take(consume=not failures)
     return failures + run_checks(with_rate(facts, admission.state), RATE_CHECKS)
@@ -82,7 +86,7 @@ def order_facts(*, request: PreTradeRequest) -> OrderFacts:
     """Everything the pure checks need about one order, read now."""
     instrument = request.instrument
     key = f"{instrument.exchange}:{instrument.tradingsymbol}".upper()
-    now = timezone.now()
+    now = _now()
     prices = {k.upper(): v.price for k, v in marketdata.latest_prices().items()}
     day_start = datetime.combine(timezone.localtime(now, IST).date(), time.min, tzinfo=IST)
     book = orders.account_book(account_id=request.account_id, since=day_start)
