@@ -37,6 +37,7 @@ class RedisLike(Protocol):
     def xadd(self, name: Any, fields: Any, *args: Any, **kwargs: Any) -> Any: ...
     def hset(self, name: Any, *args: Any, **kwargs: Any) -> Any: ...
     def hgetall(self, name: Any) -> Any: ...
+    def hmget(self, name: Any, keys: Any, *args: Any) -> Any: ...
     def pipeline(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
@@ -139,3 +140,11 @@ def set_latest_prices(redis: RedisLike, prices: dict[str, LatestPrice]) -> None:
 def latest_prices(redis: RedisLike) -> dict[str, LatestPrice]:
     raw = redis.hgetall(LATEST_PRICES) or {}
     return {(k.decode() if isinstance(k, bytes) else k): LatestPrice.from_json(v) for k, v in raw.items()}
+
+
+def latest_prices_for(redis: RedisLike, keys: list[str]) -> dict[str, LatestPrice]:
+    """Only the named "EXCHANGE:SYMBOL" keys (as written: upper case), in one HMGET: the order path's read."""
+    if not keys:
+        return {}
+    raw = redis.hmget(LATEST_PRICES, keys)
+    return {k: LatestPrice.from_json(v) for k, v in zip(keys, raw, strict=True) if v is not None}

@@ -201,9 +201,7 @@ def candle_coverage(*, instrument_ids: Sequence[int] | None = None) -> list[dict
 
 
 def latest_prices(*, keys: Sequence[str] | None = None) -> dict[str, events.LatestPrice]:
-    """Latest price per "EXCHANGE:SYMBOL" as the feeds left it in Redis."""
-    prices = events.latest_prices(get_redis())
+    """Latest price per "EXCHANGE:SYMBOL" as the feeds left it in Redis; only the named keys when given."""
     if keys:
-        wanted = {k.upper() for k in keys}
-        prices = {k: v for k, v in prices.items() if k.upper() in wanted}
-    return prices
+        return events.latest_prices_for(get_redis(), sorted({k.upper() for k in keys}))
+    return events.latest_prices(get_redis())

@@ -7,12 +7,12 @@ row for this account; each blank field inherits from the row before. One query p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F
 
 from apps.risk.models import LIMIT_FIELDS, LimitScope, RiskLimit, RiskLimitChange
 from apps.risk.pretrade import DEFAULT_LIMITS, Limits
@@ -28,32 +28,27 @@ class LimitInvalid(ApplicationError):
     default_code = "limit_invalid"
 
 
-def _rank(row: RiskLimit) -> int:
-    if row.scope == LimitScope.GLOBAL:
-        return 0
-    if row.scope == LimitScope.ACCOUNT:
-        return 1
-    return 3 if row.account_id else 2
+_EFFECTIVE_SQL = (
+    f"SELECT scope, account_id, {', '.join(LIMIT_FIELDS)} FROM {RiskLimit._meta.db_table} "  # noqa: S608
+    "WHERE scope = 'global' OR (scope = 'account' AND account_id = %s) "
+    "OR (scope = 'strategy' AND strategy = %s AND (account_id IS NULL OR account_id = %s))"
+)  # written out once: on the order path the ORM's compilation costs more than the query itself
+
+
+def _rank(row: tuple[Any, ...]) -> int:
+    return {"global": 0, "account": 1}.get(row[0], 3 if row[1] else 2)
 
 
 def limits_effective(*, account_id: int, strategy: str = "") -> Limits:
-    scope = Q(scope=LimitScope.GLOBAL) | Q(scope=LimitScope.ACCOUNT, account_id=account_id)
-    if strategy:
-        scope |= Q(scope=LimitScope.STRATEGY, strategy=strategy) & (Q(account__isnull=True) | Q(account_id=account_id))
-    rows = sorted(RiskLimit.objects.filter(scope).only("scope", "account_id", *LIMIT_FIELDS), key=_rank)
-    if not rows or rows[0].scope != LimitScope.GLOBAL:
-        rows.insert(0, _as_row(DEFAULT_LIMITS))
-    values: dict[str, Any] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_EFFECTIVE_SQL, [account_id, strategy or None, account_id])
+        rows = sorted(cursor.fetchall(), key=_rank)
+    values: dict[str, Any] = {} if rows and rows[0][0] == LimitScope.GLOBAL else asdict(DEFAULT_LIMITS)
     for row in rows:
-        for name in LIMIT_FIELDS:
-            value = getattr(row, name)
+        for name, value in zip(LIMIT_FIELDS, row[2:], strict=True):
             if value is not None:
-                values[name] = value
+                values[name] = int(value) if name in _INTEGER_FIELDS else Decimal(str(value))
     return Limits(**values)
-
-
-def _as_row(limits: Limits) -> RiskLimit:
-    return RiskLimit(scope=LimitScope.GLOBAL, **{f.name: getattr(limits, f.name) for f in fields(limits)})
 
 
 def limit_get(*, limit_id: int) -> RiskLimit:

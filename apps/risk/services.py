@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from apps.marketdata import selectors as marketdata
@@ -41,6 +42,7 @@ __all__ = [
     "pre_trade_rejection_record",
 ]
 
+_RESTRICTED_SQL = f"SELECT reason FROM {RestrictedInstrument._meta.db_table} WHERE instrument_id = %s"  # noqa: S608
 SUPPORTED_TYPES = frozenset({"EQ"})
 SUPPORTED_EXCHANGES = frozenset({"NSE", "BSE"})
 
@@ -87,9 +89,10 @@ def order_facts(*, request: PreTradeRequest) -> OrderFacts:
     instrument = request.instrument
     key = f"{instrument.exchange}:{instrument.tradingsymbol}".upper()
     now = _now()
-    prices = {k.upper(): v.price for k, v in marketdata.latest_prices().items()}
     day_start = datetime.combine(timezone.localtime(now, IST).date(), time.min, tzinfo=IST)
     book = orders.account_book(account_id=request.account_id, since=day_start)
+    keys = [key, *(row.key for row in book.holdings.values())]
+    prices = {k: v.price for k, v in marketdata.latest_prices(keys=keys).items()}
     held = book.holdings.get(instrument.pk)
     facts = OrderFacts(
         side=request.side,
@@ -166,10 +169,11 @@ def _with_tradable(facts: OrderFacts, request: PreTradeRequest) -> OrderFacts:
     elif request.account_kind == "kite" and instrument.instrument_token is None:
         note = f"{instrument} has no Kite instrument token: sync instruments from Kite first"
     else:
-        reason = RestrictedInstrument.objects.filter(instrument_id=instrument.pk).values_list("reason", flat=True)
-        restricted = reason.first()
+        with connection.cursor() as cursor:
+            cursor.execute(_RESTRICTED_SQL, [instrument.pk])
+            restricted = cursor.fetchone()
         if restricted is not None:
-            note = f"{instrument} is on the restricted list: {restricted}"
+            note = f"{instrument} is on the restricted list: {restricted[0]}"
     return replace(facts, tradable=False, tradable_note=note) if note else facts
 
 

@@ -61,6 +61,7 @@ from apps.orders.sync import postback_apply
 from apps.risk.limits import limit_create
 from apps.risk.models import RiskBreach, RiskLimit
 from apps.risk.pretrade import DEFAULT_LIMITS
+from tests.orders.desk import set_price
 
 IST = ZoneInfo("Asia/Kolkata")
 OUTCOMES = (
@@ -215,6 +216,7 @@ class OmsMachine(RuleBasedStateMachine):
         _empty_tables()  # whatever an interrupted example left behind
         self.account = BrokerAccount.objects.create(name="sm-kite", kind="kite", api_key="k", access_token="t")
         self.infy = Instrument.objects.create(tradingsymbol="INFY", instrument_token=408065, lot_size=1)
+        set_price("INFY", "1500")  # the pre-trade band is centred on it: never another test's leftover
         self.enqueued: list[int] = []  # every execute message sent (after commit, and by the sweep)
         self.terminal: dict[int, str] = {}
         self.filled: dict[int, int] = {}
