@@ -71,6 +71,22 @@ DEFAULT_SCHEDULE: tuple[ScheduleEntry, ...] = (
         expires_seconds=90,
     ),
     ScheduleEntry(
+        name="risk.compute_var",
+        task="risk.compute_var",
+        description="Every 15 minutes in market hours (IST; crontab runs 09:00-15:45, the session is 09:15-15:30): "
+        "historical VaR 99% 1-day of every enabled account's book; over its var_limit raises a breach alert.",
+        crontab=Crontab(minute="*/15", hour="9-15", day_of_week="mon-fri"),
+        expires_seconds=int(15 * 60 * 1.5),
+    ),
+    ScheduleEntry(
+        name="risk.compute_var_close",
+        task="risk.compute_var_close",
+        description="At 15:35 IST after the close: the day's record, one VaR snapshot per method "
+        "(historical, parametric, Monte Carlo).",
+        crontab=Crontab(minute="35", hour="15", day_of_week="mon-fri"),
+        expires_seconds=3600,
+    ),
+    ScheduleEntry(
         name="celery.backend_cleanup",
         task="celery.backend_cleanup",
         description="Deletes expired task results from the database result backend.",

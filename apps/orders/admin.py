@@ -19,6 +19,7 @@ from apps.brokers import services as brokers
 from apps.brokers.base import BrokerError
 from apps.orders import control, selectors
 from apps.orders.models import EventSource, Fill, KillSwitch, Order, OrderEvent, Position
+from tradingsite.admin_helpers import ReadOnlyAdmin
 from tradingsite.exceptions import ApplicationError
 
 
@@ -43,17 +44,6 @@ class FillInline(ReadOnlyInline):
     model = Fill
     fields = ("trade_id", "quantity", "price", "filled_at", "charges_total")
     readonly_fields = fields
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Order)

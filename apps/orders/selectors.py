@@ -114,7 +114,12 @@ def positions_for_user(*, user: Any, account_id: int | None = None, open_only: b
     accounts = broker_accounts.accounts_for_user(user=user)
     if account_id is not None:
         accounts = accounts.filter(pk=account_id)
-    positions = _positions(accounts.values_list("pk", flat=True))
+    return positions_of_accounts(account_ids=accounts.values_list("pk", flat=True), open_only=open_only)
+
+
+def positions_of_accounts(*, account_ids: Iterable[int], open_only: bool = False) -> list[dict[str, Any]]:
+    """The rows of `positions_for_user`, for jobs that act for the desk rather than a user (risk, reports)."""
+    positions = _positions(account_ids)
     if open_only:
         positions = [p for p in positions if p.net_quantity]
     prices = last_prices(positions)

@@ -71,10 +71,11 @@ class Command(BaseCommand):
 
     @staticmethod
     def _account(name: str) -> Any:
-        if name:
-            account = accounts.account_get_by_name(name=name)
-        else:
-            account = next((a for a in accounts.accounts_enabled() if a.kind == "paper"), None)
+        account: Any = (
+            accounts.account_get_by_name(name=name)
+            if name
+            else next((a for a in accounts.accounts_enabled() if a.kind == "paper"), None)
+        )
         if account is None or account.kind != "paper":
             raise CommandError("demo book: no paper account (run `manage.py ensure_paper_account` first)")
         return account
