@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -177,7 +178,7 @@ def test_the_api_serves_the_demo_universe_and_candles(stack: Stack) -> None:
     candles = requests.get(
         f"{stack.url}/api/v1/candles/", params={"symbol": "RELIANCE", "interval": "day"}, auth=auth, timeout=10
     ).json()
-    assert candles["count"] == 250 and {r["source"] for r in candles["results"]} == {"synthetic"}
+    assert candles["count"] == 300 and {r["source"] for r in candles["results"]} == {"synthetic"}
 
 
 def test_a_paper_order_placed_through_the_api_fills_with_a_position_and_net_pnl(stack: Stack) -> None:
@@ -225,6 +226,51 @@ def test_a_paper_order_placed_through_the_api_fills_with_a_position_and_net_pnl(
     )
     page = session.get(f"{stack.url}/admin/orders/position/", timeout=10).text
     assert "RELIANCE" in page and "net p&amp;l" in page.lower()
+
+
+def test_var_and_limits_of_the_demo_book_in_the_api_and_the_admin(stack: Stack) -> None:
+    """`make run` buys a demo book through the OMS; the risk worker prices it: VaR, ES, stress and limits show."""
+    wait_ready(stack)
+    auth, api = stack.credentials(), f"{stack.url}/api/v1"
+
+    def demo_filled() -> bool:
+        rows = requests.get(f"{api}/positions/", auth=auth, timeout=10).json()["results"]
+        return len({p["symbol"] for p in rows if p["product"] == "CNC" and p["net_quantity"] > 0}) >= 5
+
+    wait_until(demo_filled, timeout=90, what="the demo book's buys to fill")
+    started = requests.post(f"{api}/risk/var/", json={"method": "montecarlo", "paths": 20000}, auth=auth, timeout=10)
+    assert started.status_code == 202, started.text[:300]
+    seen: list[dict] = []
+
+    def done() -> bool:
+        seen.append(requests.get(started.json()["status_url"], auth=auth, timeout=10).json())
+        return seen[-1]["status"] != "pending"
+
+    wait_until(done, timeout=120, what="the VaR computation on the risk worker")
+    assert seen[-1]["status"] == "done", seen[-1]
+    snapshot = seen[-1]["snapshot"]
+    assert Decimal(snapshot["var"]) > 0 and Decimal(snapshot["es"]) >= Decimal(snapshot["var"])
+    assert snapshot["var_se"] is not None and len(snapshot["positions"]) >= 5
+    latest = requests.get(f"{api}/risk/var/", auth=auth, timeout=10).json()
+    assert latest["id"] == snapshot["id"]
+    stress = requests.get(f"{api}/risk/stress/", auth=auth, timeout=60)
+    assert stress.status_code == 200 and "market_crash" in stress.text
+    limits = requests.get(f"{api}/risk/limits/", auth=auth, timeout=10).json()
+    assert any(r["scope"] == "global" and r["orders_per_second"] == 10 for r in limits["results"])
+    session = requests.Session()
+    session.get(f"{stack.url}/admin/login/", timeout=10)
+    user, password = auth
+    session.post(
+        f"{stack.url}/admin/login/?next=/admin/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.url}/admin/login/"},
+        timeout=10,
+    )
+    page = session.get(f"{stack.url}/admin/risk/risksnapshot/{snapshot['id']}/change/", timeout=10).text
+    assert "<svg" in page and "RELIANCE" in page
+    assert "orders_per_second" in session.get(f"{stack.url}/admin/risk/risklimit/", timeout=10).text.lower() or (
+        "orders per second" in session.get(f"{stack.url}/admin/risk/risklimit/", timeout=10).text.lower()
+    )
 
 
 def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:

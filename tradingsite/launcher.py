@@ -199,7 +199,14 @@ def prepare(env: dict[str, str]) -> None:
     _manage(env, "install_schedule")
     _manage(env, "seed_demo", "--if-empty")  # first start: the NIFTY 50 universe and demo candles to look at
     _manage(env, "ensure_paper_account")  # first start: a paper account the operator may trade
-    _manage(env, "demo_book", "--if-empty")  # first start: a small book, so VaR and limits have something to show
+
+
+def after_ready(env: dict[str, str]) -> None:
+    """Steps that need the running stack (Redis, the orders worker); a failure is reported, the stack stays up."""
+    try:
+        _manage(env, "demo_book", "--if-empty")  # first start: a small book, so VaR and limits have something to show
+    except LaunchError as exc:
+        print(f"warning: {exc}", flush=True)
 
 
 def process_names(config: Config) -> list[str]:
@@ -230,7 +237,9 @@ def banner(config: Config, creds: Credentials) -> str:
     )
 
 
-def _watch_readiness(config: Config, creds: Credentials, started: float, children_file: Path) -> None:
+def _watch_readiness(
+    config: Config, creds: Credentials, started: float, children_file: Path, env: dict[str, str]
+) -> None:
     url = f"http://127.0.0.1:{config.web_port}/readyz"
     last: Any = None
     while time.monotonic() - started < READY_TIMEOUT_SECONDS:
@@ -241,6 +250,7 @@ def _watch_readiness(config: Config, creds: Credentials, started: float, childre
                 if resp.status == 200:
                     took = time.monotonic() - started
                     print(f"\n*** stack ready in {took:.0f}s ***\n{banner(config, creds)}\n", flush=True)
+                    after_ready(env)
                     return
         except urllib.error.HTTPError as exc:
             last = json.loads(exc.read() or b"{}")
@@ -266,7 +276,7 @@ def supervise(config: Config, env: dict[str, str], creds: Credentials) -> int:
         manager.add_process(name, procfile.processes[name], env=env, cwd=str(BASE_DIR))
     children_file = config.var_dir / "run-processes.json"
     watcher = threading.Thread(
-        target=_watch_readiness, args=(config, creds, time.monotonic(), children_file), daemon=True
+        target=_watch_readiness, args=(config, creds, time.monotonic(), children_file, env), daemon=True
     )
     watcher.start()
     try:

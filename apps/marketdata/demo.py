@@ -121,7 +121,7 @@ def _has_real(instrument: Instrument) -> bool:
 def demo_seed(
     *,
     seed: int = DEFAULT_SEED,
-    daily_days: int = 250,
+    daily_days: int = 300,  # a year of returns for VaR (250) and some left over
     minute_days: int = 3,
     end: date | None = None,
     reset: bool = False,

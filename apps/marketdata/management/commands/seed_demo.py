@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-        parser.add_argument("--daily-days", type=int, default=250, help="trading days of daily candles (250)")
+        parser.add_argument("--daily-days", type=int, default=300, help="trading days of daily candles (300)")
         parser.add_argument("--minute-days", type=int, default=3, help="last trading days with minute candles (3)")
         parser.add_argument("--end", type=date.fromisoformat, help="last day (YYYY-MM-DD); default yesterday (IST)")
         parser.add_argument("--reset", action="store_true", help="delete existing synthetic candles first")
