@@ -74,7 +74,8 @@ def test_chaos_run_places_every_order_once_and_loses_none(shared_data: Path, tmp
     for order in orders:
         at_broker = by_tag.get(order.tag)
         if at_broker is None:
-            assert order.status in {"REJECTED", "CANCELLED"}, order
+            # Never sent: refused by the broker or the pre-trade checks (a burst after a stall meets SEBI's 10/s).
+            assert order.status in {"REJECTED", "CANCELLED", "RISK_REJECTED"}, order
         else:
             assert order.broker_order_id == at_broker.order_id, order
             assert order.status == expected_status(at_broker), (order, at_broker)
