@@ -1,8 +1,8 @@
 """Monte Carlo simulation of a book's P&L, in chunks of preallocated buffers, optionally across processes.
 
 Why it is written this way: a million paths over fifty instruments should cost about what drawing the fifty
-million normals costs. So each chunk (2048 paths, about 800 kB: cache-sized) reuses its buffers: normals
-drawn into place, the triangular factor applied block by block (skipping the zero half of L), exp in place,
+million normals costs. So each chunk (1024 paths, two 400 kB buffers: cache-sized) reuses its buffers: normals
+drawn into place, the triangular factor applied block by block (skipping most of its zero half), exp in place,
 and one matrix-vector product with the exposures, in which the drift (and the importance-sampling shift) is
 folded: sum_i v_i (exp(mu_i + x_i) - 1) = sum_i (v_i e^mu_i) e^x_i - sum_i v_i. Only the loss of each path is
 kept (8 bytes a path), plus the per-instrument returns of the few paths near the VaR (the "band", fixed after
@@ -150,9 +150,12 @@ class _Kernel:
             if self.spec.antithetic:
                 np.exp(zs - self.half_theta2, out=weight[1])
 
-    def units(self, group: int, idx: NDArray[np.intp]) -> FloatArray:
-        """Loss per rupee of exposure of the last chunk's rows idx (group 1: the antithetic twins)."""
-        rows = (self.r2 if group else self.r)[idx]
+    def rows(self, group: int, idx: NDArray[np.intp]) -> FloatArray:
+        """Copies of the last chunk's rows idx (group 1: the antithetic twins), as `units` expects them."""
+        return (self.r2 if group else self.r)[idx]
+
+    def units(self, rows: FloatArray) -> FloatArray:
+        """Loss per rupee of exposure of each instrument from kept rows (exp(x) under full revaluation, else x)."""
         if self.spec.full:
             return 1.0 - rows * self.mult
         return -(rows + self.fold)
@@ -185,23 +188,25 @@ class _BandCollector:
         self.band: tuple[float, float] | None = None
         self.losses: list[FloatArray] = []
         self.weights: list[FloatArray] = []
-        self.units: list[FloatArray] = []
+        self.units: list[FloatArray] = []  # raw rows until finish() turns them into units
         self.seen = 0
 
     def take(self, kernel: _Kernel, loss: FloatArray, weight: FloatArray | None) -> None:
+        """Keep this chunk's paths in the band: as few numpy calls as possible, this runs once a chunk."""
         for g in range(loss.shape[0]):
+            lg = loss[g]
             if self.band is None:
-                idx = np.arange(loss.shape[1])
+                idx = np.arange(lg.size)
             else:
-                mask = loss[g] >= self.band[0]
-                mask &= loss[g] <= self.band[1]
-                idx = np.flatnonzero(mask)
+                idx = (lg >= self.band[0]).nonzero()[0]
+                if idx.size and self.band[1] < math.inf:
+                    idx = idx[lg[idx] <= self.band[1]]
                 if idx.size == 0:
                     continue
-            self.losses.append(loss[g][idx])
+            self.losses.append(lg[idx])
             if weight is not None:
                 self.weights.append(weight[g][idx])
-            self.units.append(kernel.units(g, idx))
+            self.units.append(kernel.rows(g, idx))
         self.seen += loss.size
         if self.band is None and self.seen >= self.pilot:
             self._fix_band()
@@ -220,12 +225,12 @@ class _BandCollector:
         self.losses, self.weights = [loss[keep]], ([weight[keep]] if self.spec.shift is not None else [])
         self.units = [np.concatenate(self.units)[keep]]
 
-    def finish(self, n_inst: int) -> tuple[tuple[float, float], FloatArray, FloatArray, FloatArray]:
+    def finish(self, kernel: _Kernel) -> tuple[tuple[float, float], FloatArray, FloatArray, FloatArray]:
         if self.band is None:
             self._fix_band()
         assert self.band is not None
-        units = np.concatenate(self.units) if self.units else np.empty((0, n_inst))
-        return self.band, np.concatenate(self.losses), self._weights(self.losses), units
+        rows = np.concatenate(self.units) if self.units else np.empty((0, len(self.spec.exposures)))
+        return self.band, np.concatenate(self.losses), self._weights(self.losses), kernel.units(rows)
 
 
 def simulate_part(spec: SimSpec, seed: np.random.SeedSequence, n_paths: int) -> Part:
@@ -248,11 +253,18 @@ def simulate_part(spec: SimSpec, seed: np.random.SeedSequence, n_paths: int) -> 
         chunk_weight = None if weight is None else weight[:, sl]
         kernel.run((sl.stop - sl.start) * groups, chunk_loss, None if yloss is None else yloss[:, sl], chunk_weight)
         band.take(kernel, chunk_loss, chunk_weight)
-    bounds, band_loss, band_weight, band_units = band.finish(len(spec.exposures))
+    bounds, band_loss, band_weight, band_units = band.finish(kernel)
     head = loss.ravel()[: spec.head_paths].copy()
     if spec.keep_top is not None and spec.keep_top < n_paths:
-        loss = np.partition(loss.ravel(), n_paths - spec.keep_top)[n_paths - spec.keep_top :][None, :]
+        loss = _largest(loss.ravel(), spec.keep_top, bounds[0])[None, :]
     return Part(n_paths, head, loss, yloss, weight, bounds, band_loss, band_weight, band_units)
+
+
+def _largest(loss: FloatArray, k: int, floor: float) -> FloatArray:
+    """The k largest losses; partitioning only those above the band's floor when there are enough of them."""
+    above = loss[loss >= floor] if math.isfinite(floor) else loss
+    pool = above if above.size >= k else loss
+    return np.partition(pool, pool.size - k)[pool.size - k :]
 
 
 def split_paths(paths: int, workers: int, groups: int) -> list[int]:

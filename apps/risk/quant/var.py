@@ -223,12 +223,7 @@ def montecarlo_var(
     _check_mc_options(distribution, dof, revaluation, paths, workers)
     used = _techniques(variance_reduction)
     groups = 2 if "antithetic" in used else 1
-    n = -(-paths // (groups * workers)) * groups * workers  # whole pairs for every worker
-    if (1 - c) * n < MIN_TAIL_PATHS:
-        raise VarInputError(f"{n} paths leave fewer than {MIN_TAIL_PATHS} in the {1 - c:.2%} tail")
-    chunk = DEFAULT_CHUNK_PATHS if chunk_paths is None else chunk_paths
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2:
-        raise VarInputError(f"chunk_paths must be an integer >= 2, got {chunk_paths!r}")
+    n = _path_count(paths, groups, workers, c)
     mu, sigma = _moments(returns, cov, mean, len(w), log=revaluation == "full")
     fac = factor(sigma)
     lower = fac.lower * math.sqrt(h)
@@ -242,20 +237,14 @@ def montecarlo_var(
         antithetic=groups == 2,
         control="control" in used,
         shift=_shift(lower, w, c) if "importance" in used else None,
-        chunk_paths=chunk + chunk % groups,
+        chunk_paths=_chunk_paths(chunk_paths, groups),
         tail_mass=1 - c,
         band_mass=d / n,
         keep_top=None if used else est.top_count(c, n, d),
         head_paths=-(-PNL_SAMPLE_MAX // workers),
     )
     parts = simulate(spec, paths=n, seed=seed, workers=workers, executor=executor)
-    if used:
-        samples = est.merge(parts)
-        fit = est.reduced(samples, c, d / n, _known(spec, c, spec.dof) if spec.control else None)
-        pnl_sample = _pnl_sample(samples, seed)
-    else:
-        fit = est.plain(np.concatenate([p.loss.ravel() for p in parts]), n, c, d)
-        pnl_sample = -np.concatenate([p.head for p in parts])[:PNL_SAMPLE_MAX]
+    fit, pnl_sample = _mc_fit(parts, spec, c, d, seed)
     component, marginal, notes = _mc_components(parts, fit, spec, c)
     warnings = [*fac.warnings, *notes]
     if distribution == "t" and h > 1:
@@ -264,6 +253,32 @@ def montecarlo_var(
         "montecarlo", c, h, fit.var, fit.es, fit.var_se, fit.es_se, component, marginal,
         pnl_sample, n, distribution, tuple(warnings),
     )  # fmt: skip
+
+
+def _path_count(paths: int, groups: int, workers: int, c: float) -> int:
+    """Paths rounded up to whole antithetic pairs for every worker; enough of them to have a tail."""
+    n = -(-paths // (groups * workers)) * groups * workers
+    if (1 - c) * n < MIN_TAIL_PATHS:
+        raise VarInputError(f"{n} paths leave fewer than {MIN_TAIL_PATHS} in the {1 - c:.2%} tail")
+    return n
+
+
+def _chunk_paths(chunk_paths: int | None, groups: int) -> int:
+    chunk = DEFAULT_CHUNK_PATHS if chunk_paths is None else chunk_paths
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2:
+        raise VarInputError(f"chunk_paths must be an integer >= 2, got {chunk_paths!r}")
+    return chunk + chunk % groups
+
+
+def _mc_fit(parts: list[Any], spec: SimSpec, c: float, d: int, seed: int) -> tuple[est.Estimate, FloatArray]:
+    """The estimate and the P&L sample: plain from the parts' largest losses, reduced from every path."""
+    n = sum(p.n_paths for p in parts)
+    if spec.keep_top is not None:
+        fit = est.plain(np.concatenate([p.loss.ravel() for p in parts]), n, c, d)
+        return fit, -np.concatenate([p.head for p in parts])[:PNL_SAMPLE_MAX]
+    samples = est.merge(parts)
+    fit = est.reduced(samples, c, d / n, _known(spec, c, spec.dof) if spec.control else None)
+    return fit, _pnl_sample(samples, seed)
 
 
 def _mc_components(
