@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -249,6 +250,7 @@ class AccountBook:
     open_orders: int
 
 
+@cache
 def _book_sql() -> tuple[str, str, str]:
     """Hand-written for the order path: the ORM's query compilation cost more than the queries themselves."""
     pos, ins = Position._meta.db_table, Position.instrument.field.related_model._meta.db_table

@@ -11,26 +11,16 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.orders.models import Fill, Order, OrderEvent, OrderType, Product, Side, Validity, Variety
+from tradingsite.api_helpers import StrictSerializer
 
 
 def money(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=18, decimal_places=4, **kwargs)
 
 
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them: a typo or a server-owned field must not be ignored silently."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["not accepted: unknown or set by the server"] for name in unknown}
-                )
-        return super().to_internal_value(data)
-
-
 class OrderPlaceInputSerializer(StrictSerializer):
+    unknown_message = "not accepted: unknown or set by the server"
+
     account = serializers.IntegerField(min_value=1, help_text="Broker account id (one granted to you).")
     symbol = serializers.CharField(required=False, max_length=40, help_text="Trading symbol, e.g. INFY.")
     exchange = serializers.CharField(required=False, default="NSE", max_length=8)
@@ -203,6 +193,8 @@ class KillSwitchOutputSerializer(serializers.Serializer):
 
 
 class KillSwitchInputSerializer(StrictSerializer):
+    unknown_message = "not accepted: unknown or set by the server"
+
     active = serializers.BooleanField()
     account = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="Omit for global.")
     reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)

@@ -11,21 +11,11 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.risk.models import RiskSnapshot, VarMethod
+from tradingsite.api_helpers import StrictSerializer
 
 
 def money(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=18, decimal_places=2, **kwargs)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them: a typo (`confidance`) must not silently get the default."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["not accepted: unknown field"] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class AccountFilterSerializer(serializers.Serializer):
