@@ -6,8 +6,8 @@ the backtest tasks and the `backtest` command all read through it, so they see t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
