@@ -79,6 +79,7 @@ class OrderInput:
     variety: str = "regular"
     market_protection: Decimal | None = None
     strategy: str = ""
+    signal_id: int | None = None  # the strategy Signal this order carries out
     # Only apps.orders.control sets SQUARE_OFF: closing orders reduce risk, so the kill switch lets them out.
     purpose: str = ""
 
@@ -150,6 +151,7 @@ def order_place(*, order: OrderInput, source: EventSource = EventSource.API) -> 
             market_protection=_protection(order),
             algo_id=order.account.algo_id,
             strategy=order.strategy,
+            signal_id=order.signal_id,
         )
         if failures:
             reasons = "; ".join(f.message for f in failures)

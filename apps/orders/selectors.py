@@ -299,3 +299,22 @@ def account_book(*, account_id: int, since: datetime) -> AccountBook:
             charges_today=buy[2] + sell[2],
         )
     return AccountBook(holdings=holdings, open_orders=open_count)
+
+
+def strategy_holdings(*, account_id: int, strategy: str, instrument_ids: Sequence[int]) -> dict[int, int]:
+    """Net shares a strategy holds or is about to hold per instrument, from its own orders on one account.
+
+    A live order counts in full (it is expected to fill); a finished one by what filled. So a strategy
+    that placed a buy a moment ago does not buy again on the next bar, and a strategy never closes shares
+    another strategy (or a person) bought on the same account. Instruments with no orders are absent.
+    """
+    rows = (
+        Order.objects.filter(account_id=account_id, strategy=strategy, instrument_id__in=list(instrument_ids))
+        .exclude(status=Status.EXTERNAL)
+        .values_list("instrument_id", "side", "status", "quantity", "filled_quantity")
+    )
+    out: dict[int, int] = {}
+    for instrument_id, side, status, quantity, filled in rows:
+        shares = filled if status in TERMINAL else quantity
+        out[instrument_id] = out.get(instrument_id, 0) + (shares if side == "BUY" else -shares)
+    return out

@@ -70,3 +70,13 @@ def order_transition(
         payload=payload or {},
     )
     return Order.objects.get(pk=order_id)
+
+
+def order_place_from_task(**fields: Any) -> Order:
+    """`placement.order_place` for other apps' tasks (strategy signals): OrderInput fields as keywords.
+
+    Placing is idempotent per `client_order_id`, and runs the same pre-trade checks as the API.
+    """
+    from apps.orders.placement import OrderInput, order_place  # placement imports this module
+
+    return order_place(order=OrderInput(**fields), source=EventSource.TASK)
