@@ -72,7 +72,7 @@ def test_credentials_and_secret_key_are_generated_once_and_private(tmp_path: Pat
 def test_embedded_redis_runs_only_without_redis_url(tmp_path: Path) -> None:
     embedded = process_names(config_for(tmp_path))
     assert embedded[0] == "redis"
-    assert {"web", "signals", "orders", "risk", "backtests", "default", "beat", "flower"} <= set(embedded)
+    assert {"web", "signals", "strategies", "orders", "risk", "backtests", "default", "beat", "flower"} <= set(embedded)
     assert "redis" not in process_names(config_for(tmp_path, REDIS_URL="redis://127.0.0.1:6379/0"))
 
 

@@ -199,6 +199,7 @@ def prepare(env: dict[str, str]) -> None:
     _manage(env, "install_schedule")
     _manage(env, "seed_demo", "--if-empty")  # first start: the NIFTY 50 universe and demo candles to look at
     _manage(env, "ensure_paper_account")  # first start: a paper account the operator may trade
+    _manage(env, "demo_strategies", "--if-empty")  # first start: paper strategy configs the demo feed drives
 
 
 def after_ready(env: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("apps.marketdata.urls")),
     path("api/v1/", include("apps.orders.urls")),
     path("api/v1/", include("apps.risk.urls")),
+    path("api/v1/", include("apps.strategies.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

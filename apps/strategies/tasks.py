@@ -14,3 +14,5 @@ def evaluate(*, config_id: int, bar_time: str) -> dict[str, Any]:
     """One enabled config at one closed bar: its whole universe at once (apps.strategies.live)."""
     result = live.evaluate(config_id=config_id, bar_time=datetime.fromisoformat(bar_time))
     return {"status": result.status, "reason": result.reason, "signals": result.signals, "orders": result.orders}
+
+from apps.strategies import run_tasks  # noqa: E402, F401 - registers the backtests queue's tasks (autodiscovery)

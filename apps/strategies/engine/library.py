@@ -1,4 +1,15 @@
-"""The built-in strategies. Importing this module registers them (see `strategy.get_strategy`)."""
+"""The built-in strategies. Importing this module registers them (see `strategy.get_strategy`).
+
+    sma_crossover            SMA fast/slow crossover (here)
+    ema_crossover            EMA fast/slow crossover                   (library_trend)
+    supertrend               the Supertrend direction                  (library_trend)
+    rsi_reversion            Wilder RSI mean reversion                 (library_reversion)
+    bollinger_breakout       close beyond a Bollinger band             (library_breakout)
+    donchian_breakout        close beyond the previous n-bar channel   (library_breakout)
+    opening_range_breakout   intraday opening-range breakout, MIS      (library_intraday)
+
+Each rule, its parameters and its warm-up/lookback are in docs/strategies.md.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +17,27 @@ import numpy as np
 
 from apps.strategies.engine import indicators as ind
 from apps.strategies.engine.bars import Bars
+from apps.strategies.engine.library_breakout import BollingerBreakout, DonchianBreakout
+from apps.strategies.engine.library_intraday import OpeningRangeBreakout
+from apps.strategies.engine.library_reversion import RsiReversion
+from apps.strategies.engine.library_rules import armed_regime, cache_for, crossover_regime
+from apps.strategies.engine.library_trend import EmaCrossover, SupertrendStrategy
 from apps.strategies.engine.params import Param, ParamSchema, Rule
 from apps.strategies.engine.strategy import Array, IndicatorCache, Strategy, register
 
-__all__ = ["SmaCrossover"]
+__all__ = [
+    "BollingerBreakout",
+    "DonchianBreakout",
+    "EmaCrossover",
+    "OpeningRangeBreakout",
+    "RsiReversion",
+    "SmaCrossover",
+    "SupertrendStrategy",
+    "armed_regime",
+    "crossover_regime",
+]
 
-
-def _cache(bars: Bars, cache: IndicatorCache | None) -> IndicatorCache:
-    return cache if cache is not None and cache.bars is bars else IndicatorCache(bars)
-
-
-def crossover_regime(above: np.ndarray, defined: np.ndarray, *, long_short: bool) -> Array:
-    """Targets of a crossover: +1 where `above`, 0 (or -1 with `long_short`) where not, NaN where undefined.
-
-    The crossover rule (documented in docs/strategies.md): the fast line crosses above when it is
-    STRICTLY above the slow one after being at or below it, and crosses below when it is at or below
-    after being strictly above. A tie is "not above". The engine acts on the change of this regime.
-    """
-    out = np.where(above, 1.0, -1.0 if long_short else 0.0)
-    out[~defined] = np.nan
-    return out
+_cache = cache_for  # the name this module has always had (the other built-ins import nothing from here)
 
 
 @register
