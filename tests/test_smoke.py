@@ -273,6 +273,79 @@ def test_var_and_limits_of_the_demo_book_in_the_api_and_the_admin(stack: Stack) 
     )
 
 
+def admin_session(stack: Stack) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{stack.url}/admin/login/", timeout=10)
+    user, password = stack.credentials()
+    session.post(
+        f"{stack.url}/admin/login/?next=/admin/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.url}/admin/login/"},
+        timeout=10,
+    )
+    return session
+
+
+def test_demo_strategies_turn_replayed_bars_into_signals_and_paper_orders(stack: Stack) -> None:
+    """`make run` creates enabled paper configs on minute bars; the demo feed's bars reach them through the
+    dispatcher and the signals worker, and a change of target becomes a paper order that fills."""
+    wait_ready(stack)
+    auth, api = stack.credentials(), f"{stack.url}/api/v1"
+    configs = requests.get(f"{api}/strategies/", auth=auth, timeout=10).json()["results"]
+    demo = {c["name"]: c for c in configs}
+    assert "demo-sma-minute" in demo, list(demo)
+    assert demo["demo-sma-minute"]["enabled"] and demo["demo-sma-minute"]["mode"] == "paper"
+    config_id = demo["demo-sma-minute"]["id"]
+    seen: list[dict] = []
+
+    def ordered() -> bool:
+        page = requests.get(f"{api}/signals/", params={"config": config_id, "limit": 500}, auth=auth, timeout=10)
+        seen[:] = page.json()["results"]
+        return any(s["action"] == "ordered" for s in seen)
+
+    wait_until(ordered, timeout=240, interval=2, what="a demo signal that places an order")
+    assert {s["config_name"] for s in seen} == {"demo-sma-minute"}
+    assert all(s["target"] in (0.0, 1.0) for s in seen)
+    signal_row = next(s for s in seen if s["action"] == "ordered")
+    order_url = f"{api}/orders/{signal_row['order']}/"
+    wait_until(
+        lambda: requests.get(order_url, auth=auth, timeout=10).json()["status"] in {"COMPLETE", "REJECTED"},
+        timeout=60,
+        what="the strategy's paper order to finish",
+    )
+    order = requests.get(order_url, auth=auth, timeout=10).json()
+    assert order["status"] == "COMPLETE", (order["status"], order["status_message"])
+    assert order["strategy"] == "demo-sma-minute" and order["filled_quantity"] > 0
+    page = admin_session(stack).get(f"{stack.url}/admin/strategies/signal/", timeout=10).text
+    assert "demo-sma-minute" in page
+
+
+def test_a_grid_backtest_runs_on_the_backtests_workers_and_shows_its_heatmap(stack: Stack) -> None:
+    """POST /backtests/ (grid) on the demo daily candles: chunks on the backtests queue, a chord, the heatmap."""
+    wait_ready(stack)
+    auth, api = stack.credentials(), f"{stack.url}/api/v1"
+    body = {
+        "kind": "grid", "strategy": "sma_crossover", "symbols": ["RELIANCE", "INFY", "TCS", "ITC"],
+        "interval": "day", "start": "2000-01-01", "end": "2100-01-01",
+        "grid": {"fast": [5, 10, 15], "slow": [20, 30, 40]},
+    }  # fmt: skip
+    started = requests.post(f"{api}/backtests/", json=body, auth=auth, timeout=30)
+    assert started.status_code in (200, 202), started.text[:500]
+    url = f"{api}/backtests/{started.json()['id']}/"
+    seen: list[dict] = []
+
+    def finished() -> bool:
+        seen.append(requests.get(url, auth=auth, timeout=10).json())
+        return seen[-1]["status"] in {"done", "failed"}
+
+    wait_until(finished, timeout=180, interval=1, what="the grid run on the backtests workers")
+    run = seen[-1]
+    assert run["status"] == "done", run.get("error")
+    assert run["progress"] == 1.0 and len(run["results"]["rows"]) == 9
+    page = admin_session(stack).get(f"{stack.url}/admin/strategies/backtestrun/{run['id']}/change/", timeout=10).text
+    assert page.count("<svg") >= 2 and "heatmap" in page.lower()
+
+
 def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:
     second = launch(stack.var_dir, free_port(), free_port(), name="second")
     assert second.proc.wait(60) == 2
