@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -324,7 +325,7 @@ def test_a_grid_backtest_runs_on_the_backtests_workers_and_shows_its_heatmap(sta
     """POST /backtests/ (grid) on the demo daily candles: chunks on the backtests queue, a chord, the heatmap."""
     wait_ready(stack)
     auth, api = stack.credentials(), f"{stack.url}/api/v1"
-    body = {
+    body: dict[str, Any] = {
         "kind": "grid", "strategy": "sma_crossover", "symbols": ["RELIANCE", "INFY", "TCS", "ITC"],
         "interval": "day", "start": "2000-01-01", "end": "2100-01-01",
         "grid": {"fast": [5, 10, 15], "slow": [20, 30, 40]},
