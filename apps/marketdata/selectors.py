@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from apps.marketdata import events
 from apps.marketdata.calendar_db import instrument_profile, trading_calendar
-from apps.marketdata.models import Candle, Instrument, Universe
+from apps.marketdata.models import Candle, Instrument, Interval, Universe
 from tradingsite.exceptions import NotFound
 from tradingsite.redis_client import get_redis
 
@@ -34,8 +34,10 @@ __all__ = [
     "instrument_get",
     "instrument_list",
     "instrument_profile",
+    "interval_names",
     "latest_prices",
     "trading_calendar",
+    "universe_get",
     "universe_members",
 ]
 
@@ -97,6 +99,18 @@ def instrument_get(*, symbol: str, exchange: str = "NSE") -> Instrument:
         return Instrument.objects.get(exchange=exchange.upper(), tradingsymbol=symbol.upper())
     except Instrument.DoesNotExist:
         raise NotFound(f"no instrument {exchange.upper()}:{symbol.upper()}", code="unknown_instrument") from None
+
+
+def interval_names() -> tuple[str, ...]:
+    """Kite's candle intervals, shortest first ("minute", ..., "day")."""
+    return tuple(Interval.values)
+
+
+def universe_get(*, name: str) -> Universe:
+    row = Universe.objects.filter(name=name).first()
+    if row is None:
+        raise NotFound(f"no universe named {name!r}", code="unknown_universe")
+    return row
 
 
 def universe_members(*, universe: str, on: date | None = None) -> list[Instrument]:

@@ -29,6 +29,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.brokers import selectors as broker_accounts
+from apps.marketdata import selectors as marketdata
 from apps.strategies.data import resolve_symbols
 from apps.strategies.engine.params import ParamError
 from apps.strategies.engine.strategy import REGISTRY, Strategy, UnknownStrategy, get_strategy
@@ -63,7 +64,7 @@ __all__ = [
     "strategy_library",
 ]
 
-KITE_INTERVALS = ("minute", "3minute", "5minute", "10minute", "15minute", "30minute", "60minute", "day")
+KITE_INTERVALS = marketdata.interval_names()
 EDITABLE_FIELDS = (
     "name", "strategy", "parameters", "universe", "symbols", "interval", "capital", "product", "mode", "account",
 )  # fmt: skip
@@ -171,15 +172,14 @@ def _capital(capital: Any) -> Decimal:
 
 
 def _universe_row(universe: Any) -> Any:
-    """The Universe row named `universe` (the model is marketdata's: reached through the foreign key)."""
+    """The Universe row named `universe`."""
     name = getattr(universe, "name", universe)
     if not isinstance(name, str) or not name.strip():
         raise _invalid("universe", f"{universe!r} is not a universe name")
-    model = StrategyConfig._meta.get_field("universe").related_model
-    row = model._default_manager.filter(name=name.strip()).first()
-    if row is None:
-        raise _invalid("universe", f"no universe named {name.strip()!r}")
-    return row
+    try:
+        return marketdata.universe_get(name=name.strip())
+    except NotFound:
+        raise _invalid("universe", f"no universe named {name.strip()!r}") from None
 
 
 def _symbols_or_universe(universe: Any, symbols: Any) -> tuple[Any, list[str]]:
