@@ -8,13 +8,15 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from apps.orders.charges import DEFAULT_SCHEDULE_PATH, ChargeSchedule, charges_for_order, default_schedule
 from apps.strategies.engine.backtest import BacktestResult, Settings, Trade, run_backtest
 from apps.strategies.engine.bars import Bars
 from apps.strategies.engine.costs import CHARGE_NAMES, order_charges_paise, rate_table
-from apps.strategies.engine.strategy import get_strategy
+from apps.strategies.engine.params import ParamSchema
+from apps.strategies.engine.strategy import IndicatorCache, Strategy, get_strategy
 
 D = Decimal
 
@@ -120,3 +122,35 @@ def test_a_schedule_passed_in_is_the_one_used(tmp_path: Path, daily_bars: Bars) 
     assert mine.metrics["charges"] != shipped.metrics["charges"]
     for trade in mine.trades:
         _check_trade(trade, "CNC", custom)
+
+
+class _Intraday(Strategy):
+    name = "intraday_given"
+    title = "intraday, given targets"
+    schema = ParamSchema()
+    intraday = True
+
+    def __init__(self, targets: np.ndarray) -> None:
+        super().__init__({})
+        self._targets = targets
+
+    def warmup(self) -> int:
+        return 0
+
+    def targets(self, bars: Bars, cache: IndicatorCache | None = None) -> np.ndarray:
+        return self._targets
+
+
+def test_an_intraday_strategy_is_charged_as_mis() -> None:
+    """It squares off every session: Zerodha charges its round trips as intraday, whatever `product` says."""
+    start = np.datetime64("2024-06-10T03:45", "us")  # 09:15 IST
+    times = start + np.arange(6) * np.timedelta64(1, "m")
+    prices = np.array([[1500.0], [1501.0], [1502.5], [1503.0], [1499.0], [1498.0]])
+    bars = Bars("minute", times, ("INFY",), prices, prices, prices, prices, prices)
+    targets = np.array([[0.0], [1.0], [1.0], [0.0], [0.0], [0.0]])
+    result = run_backtest(_Intraday(targets), bars, Settings(cash=100_000, product="CNC"))
+    (trade,) = result.trades
+    assert result.settings.product == "MIS" and trade.exit_time.date() == trade.entry_time.date()
+    _check_trade(trade, "MIS")
+    cnc = _expected("CNC", "BUY", trade.quantity, trade.entry_price, trade.entry_time.date())
+    assert D(str(trade.entry_charges)) != cnc

@@ -141,7 +141,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     return number
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Trade:
     symbol: str
     entry_time: datetime  # IST
@@ -230,6 +230,8 @@ class _Prepared:
     close: NDArray[np.int64]
     valid: NDArray[np.bool_]
     days: NDArray[np.int64]  # the exchange's (IST) date of each bar, days since the epoch
+    marks: NDArray[np.float64]  # (N, T) last close in paise, carried over missing bars (0 before the first)
+    counts: NDArray[np.int64]  # (N, T + 1) bars each symbol has before each bar
     periods: float
     years: float
 
@@ -246,6 +248,12 @@ def _prepared(bars: Bars) -> _Prepared:
                 t, j = (int(x[0]) for x in np.nonzero(holes))
                 raise BarsError(f"{bars.symbols[j]}: bar {bars.times[t]} has a close but no {name}")
         micros = bars.times.astype(np.int64)
+        close = bars.paise("close")
+        rows = np.where(valid, np.arange(bars.n_times)[:, None], -1)
+        np.maximum.accumulate(rows, axis=0, out=rows)
+        carried = np.where(rows >= 0, np.take_along_axis(close, np.maximum(rows, 0), axis=0), 0)
+        counts = np.zeros((bars.n_symbols, bars.n_times + 1), dtype=np.int64)
+        np.cumsum(valid.T, axis=1, out=counts[:, 1:])
         memo["engine:prepared"] = _Prepared(
             open=np.ascontiguousarray(bars.paise("open")),
             high=np.ascontiguousarray(bars.paise("high")),
@@ -253,6 +261,8 @@ def _prepared(bars: Bars) -> _Prepared:
             close=np.ascontiguousarray(bars.paise("close")),
             valid=valid,
             days=(micros + _IST_OFFSET_US) // _DAY_US,
+            marks=np.ascontiguousarray(carried.T, dtype=np.float64),
+            counts=counts,
             periods=periods_per_year(bars.interval),
             years=years_between(bars.times),
         )
@@ -288,12 +298,26 @@ def _realised_vol(bars: Bars, window: int, periods: float) -> NDArray[np.float64
 _NO_VOL = np.zeros((1, 1))
 
 
-def _simulate(
-    targets: NDArray[np.float64], bars: Bars, settings: Settings, schedule: ChargeSchedule | None, *, record: bool
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+Outputs = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]
+_SIMULATE: Callable[..., Outputs] = kernel.simulate
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything the kernel reads but the targets, for one (bars, settings): built once per run or grid."""
+
+    shape: tuple[int, int]
+    before: tuple[Any, ...]  # kernel arguments before the targets
+    after: tuple[Any, ...]  # and after
+
+    def run(self, targets: NDArray[np.float64]) -> Outputs:
+        if targets.shape != self.shape:
+            raise ValueError(f"targets are shaped {targets.shape}, expected (times, symbols) = {self.shape}")
+        return _SIMULATE(*self.before, np.ascontiguousarray(targets, dtype=np.float64), *self.after)
+
+
+def _plan(bars: Bars, settings: Settings, schedule: ChargeSchedule | None, *, record: bool) -> _Plan:
     p = _prepared(bars)
-    if targets.shape != p.close.shape:
-        raise ValueError(f"targets are shaped {targets.shape}, expected (times, symbols) = {p.close.shape}")
     table = costs_mod.rate_table(schedule)
     version = _versions(bars, table, p) if settings.costs else np.zeros(len(p.days), dtype=np.int64)
     vol = _realised_vol(bars, settings.vol_window, p.periods) if settings.sizing == "volatility" else _NO_VOL
@@ -306,23 +330,17 @@ def _simulate(
     )  # fmt: skip
     fcfg = np.array([settings.percent / 100.0, settings.vol_target, settings.stop_loss or 0.0,
                      settings.take_profit or 0.0])  # fmt: skip
-    result: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]
-    result = kernel.simulate(
-        p.open,
-        p.high,
-        p.low,
-        p.close,
-        p.valid,
-        np.ascontiguousarray(targets, dtype=np.float64),
-        vol,
-        version,
-        table.rates,
-        table.caps,
-        table.gst,
-        cfg,
-        fcfg,
+    return _Plan(
+        shape=p.close.shape,
+        before=(p.open, p.high, p.low, p.close, p.valid),
+        after=(vol, version, table.rates, table.caps, table.gst, cfg, fcfg, p.marks, p.counts),
     )
-    return result
+
+
+def _simulate(
+    targets: NDArray[np.float64], bars: Bars, settings: Settings, schedule: ChargeSchedule | None, *, record: bool
+) -> Outputs:
+    return _plan(bars, settings, schedule, record=record).run(targets)
 
 
 def _versions(bars: Bars, table: costs_mod.RateTable, p: _Prepared) -> NDArray[np.int64]:
@@ -348,6 +366,8 @@ def run_backtest(
 ) -> BacktestResult:
     """One backtest of `strategy` over every symbol of `bars` (see the module and kernel docstrings)."""
     settings = settings or Settings()
+    if strategy.intraday and settings.product != "MIS":
+        settings = dataclasses.replace(settings, product="MIS")  # it squares off every session: intraday charges
     total = bars.n_symbols
     if progress is not None:
         progress(0, total)
@@ -386,11 +406,14 @@ def run_grid(
     settings = settings or Settings()
     cache = cache if cache is not None and cache.bars is bars else IndicatorCache(bars)
     strategies = [get_strategy(strategy_name, params) for params in param_sets]  # all validated before any work
+    if strategies and strategies[0].intraday and settings.product != "MIS":
+        settings = dataclasses.replace(settings, product="MIS")
     p = _prepared(bars)
+    plan = _plan(bars, settings, schedule, record=False)
     initial = _initial(bars, settings)
     out: list[dict[str, float]] = []
     for done, strategy in enumerate(strategies, start=1):
-        equity, _, _, stats = _simulate(strategy.targets(bars, cache), bars, settings, schedule, record=False)
+        equity, _, _, stats = plan.run(strategy.targets(bars, cache))
         values = metrics_core(equity, initial, p.periods, p.years, stats)
         out.append(dict(zip(METRIC_KEYS, values.tolist(), strict=True)))
         if progress is not None:

@@ -288,6 +288,16 @@ def _write(
 
 
 @njit(cache=True)
+def _grow(buffer: NDArray[np.int64], used: int) -> NDArray[np.int64]:
+    """The trade rows with room for two more (doubled when full)."""
+    if used + 2 < buffer.shape[0]:
+        return buffer
+    bigger = np.empty((2 * buffer.shape[0] + 2, buffer.shape[1]), dtype=np.int64)
+    bigger[:used] = buffer[:used]
+    return bigger
+
+
+@njit(cache=True)
 def _changes(valid: NDArray[np.bool_], targets: NDArray[np.float64]) -> int:
     """How many target changes there are: no more trades than that can open."""
     n_t, n_s = targets.shape
@@ -324,33 +334,59 @@ def simulate(
     gst: NDArray[np.int64],
     cfg: NDArray[np.int64],
     fcfg: NDArray[np.float64],
+    marks: NDArray[np.float64],
+    counts: NDArray[np.int64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
     """(equity (T,) rupees, equity by symbol (T, N) rupees or (0, 0), trades (M, 9), stats (9,)).
 
     `cfg` (int64): costs, product (0 CNC, 1 MIS), shared, fill_close, sizing, quantity, slippage (paise),
     tick (paise), cash (paise), record, the rate table's denominator; `fcfg` (float64): percent / 100,
-    vol_target, stop_loss, take_profit (0 = none). `trades` rows follow TRADE_COLUMNS, `stats` STATS.
+    vol_target, stop_loss, take_profit (0 = none). `marks` (N, T): each symbol's last close in paise, carried
+    over bars it lacks (0 before its first); `counts` (N, T + 1): how many bars it has before each bar.
+    `trades` rows follow TRADE_COLUMNS, `stats` STATS.
     """
     n_t, n_s = close_p.shape
     record = cfg[RECORD] != 0
-    trades = np.empty((_changes(valid, targets) + 1 if record else 1, 9), dtype=np.int64)
+    if not record:
+        trades = np.empty((1, 9), dtype=np.int64)
+    elif cfg[SHARED] != 0:
+        trades = np.empty((_changes(valid, targets) + 1, 9), dtype=np.int64)
+    else:
+        trades = np.empty((16 * n_s, 9), dtype=np.int64)  # grown by `_column` as needed
     stats = np.zeros(9, dtype=np.int64)
-    eq = np.zeros(n_t, dtype=np.int64)
-    by_symbol = np.empty((n_t, n_s) if record and cfg[SHARED] == 0 else (0, 0))
+    eq = np.zeros(n_t)  # paise: whole numbers, exact in float64 below 2**53 paise
+    by_symbol = np.empty((n_s, n_t) if record and cfg[SHARED] == 0 else (0, 0))  # returned transposed: (T, N)
     if cfg[SHARED] != 0:
         used = _shared(open_p, high_p, low_p, close_p, valid, targets, vol, version, rates, caps, gst, cfg, fcfg,
                        trades, stats, eq)  # fmt: skip
     else:
         used = 0
         for j in range(n_s):
-            used = _column(j, open_p, high_p, low_p, close_p, valid, targets, vol, version, rates, caps, gst, cfg,
-                           fcfg, trades, used, stats, eq, by_symbol)  # fmt: skip
+            trades, used = _column(j, open_p, high_p, low_p, close_p, valid, targets, vol, version, rates, caps, gst,
+                                   cfg, fcfg, marks, counts, trades, used, stats, eq, by_symbol)  # fmt: skip
     equity = eq / 100.0
-    return equity, by_symbol, trades[:used], stats
+    return equity, by_symbol.T, trades[:used].copy(), stats
+
+
+@njit(cache=True, inline="always")
+def _mark(
+    j: int, start: int, stop: int, cash: int, q: int, marks: NDArray[np.float64], eq: NDArray[np.float64],
+    by_symbol: NDArray[np.float64], record: bool,
+) -> None:  # fmt: skip
+    """Bars [start, stop) of symbol j hold (cash, q): their equity, marked to each close (SIMD: no branch)."""
+    row = marks[j]
+    c = float(cash)
+    n = float(q)
+    for t in range(start, stop):
+        eq[t] += c + n * row[t]
+    if record:
+        out = by_symbol[j]
+        for t in range(start, stop):
+            out[t] = (c + n * row[t]) / 100.0
 
 
 @njit(cache=True)
-def _column(  # noqa: PLR0912, PLR0915 - the per-bar rules in one place, scalar state in registers
+def _column(  # noqa: PLR0912, PLR0915 - the per-bar rules in one place, the common path out of their way
     j: int,
     open_p: NDArray[np.int64],
     high_p: NDArray[np.int64],
@@ -365,13 +401,20 @@ def _column(  # noqa: PLR0912, PLR0915 - the per-bar rules in one place, scalar 
     gst: NDArray[np.int64],
     cfg: NDArray[np.int64],
     fcfg: NDArray[np.float64],
+    marks: NDArray[np.float64],
+    counts: NDArray[np.int64],
     trades: NDArray[np.int64],
     used: int,
     stats: NDArray[np.int64],
-    eq: NDArray[np.int64],
+    eq: NDArray[np.float64],
     by_symbol: NDArray[np.float64],
-) -> int:
-    """One symbol with its own cash (capital per symbol): every bar, in order."""
+) -> tuple[NDArray[np.int64], int]:
+    """One symbol with its own cash (capital per symbol), from event to event.
+
+    Between two bars where something may happen (an order waiting for the open, a position with stops, a
+    target that differs from the last one) cash and quantity are constant, so that stretch's equity is marked
+    in one branch-free pass (`_mark`) and the scan for the next event reads only `valid` and `targets`.
+    """
     n_t = close_p.shape[0]
     record = cfg[RECORD] != 0
     fill_close = cfg[FILL_CLOSE] != 0
@@ -379,85 +422,104 @@ def _column(  # noqa: PLR0912, PLR0915 - the per-bar rules in one place, scalar 
     has_stops = fcfg[STOP] > 0.0 or fcfg[TAKE] > 0.0
     slip = cfg[SLIP]
     cash = cfg[CASH]
-    q = e_px = e_bar = e_ch = sl = tp = lc = 0
-    lb = -1
+    q = e_px = e_bar = e_ch = sl = tp = 0
     prev = np.nan
     pending = False
     p_tgt = p_vol = 0.0
-    exposed = seen = 0
-    for t in range(n_t):
-        if valid[t, j]:
-            v = version[t]
-            if pending:  # next-open mode: the change waiting for this bar
-                pending = False
-                raw = open_p[t, j]
-                if q != 0:
-                    px = _exit_price(q, raw, slip)
-                    ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
-                    cash += q * px - ch
-                    used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, SIGNAL)
-                    q = 0
-                if p_tgt != 0.0:
-                    q, e_px, e_ch = _entry(p_tgt, raw, cash / 100.0, cash, p_vol, cfg, fcfg, rates, caps, gst, v)
-                    if q != 0:
-                        cash -= q * e_px + e_ch
-                        stats[ST_TRADED] += abs(q) * e_px
-                        stats[ST_CHARGES] += e_ch
-                        e_bar = t
-                        sl, tp = _levels(q, e_px, fcfg[STOP], fcfg[TAKE], cfg[TICK])
-            if has_stops and q != 0 and e_bar < t:
-                raw, reason = _stop_fill(q, open_p[t, j], high_p[t, j], low_p[t, j], sl, tp)
-                if raw > 0:
-                    px = _exit_price(q, raw, slip)
-                    ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
-                    cash += q * px - ch
-                    used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, reason)
-                    q = 0
-            tgt = targets[t, j]
-            if not math.isnan(tgt):
-                if math.isnan(prev):
-                    prev = tgt  # the first opinion: a regime under way is not entered half-way
-                elif tgt != prev:
-                    prev = tgt
-                    if not fill_close:
-                        pending = True
-                        p_tgt = tgt
-                        p_vol = vol[t, j] if use_vol else 0.0
-                    else:
-                        raw = close_p[t, j]
-                        if q != 0:
-                            px = _exit_price(q, raw, slip)
-                            ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
-                            cash += q * px - ch
-                            used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, SIGNAL)
-                            q = 0
-                        if tgt != 0.0:
-                            vol_now = vol[t, j] if use_vol else 0.0
-                            q, e_px, e_ch = _entry(tgt, raw, cash / 100.0, cash, vol_now, cfg, fcfg, rates, caps,
-                                                   gst, v)  # fmt: skip
-                            if q != 0:
-                                cash -= q * e_px + e_ch
-                                stats[ST_TRADED] += abs(q) * e_px
-                                stats[ST_CHARGES] += e_ch
-                                e_bar = t
-                                sl, tp = _levels(q, e_px, fcfg[STOP], fcfg[TAKE], cfg[TICK])
-            lc = close_p[t, j]
-            lb = t
-            seen += 1
+    exposed = 0
+    start = 0  # the first bar not marked yet
+    tcol = targets[:, j]
+    vcol = valid[:, j]
+    t = 0
+    while t < n_t:
+        # The scan: the next bar where something may happen.
+        if pending or (has_stops and q != 0):  # every bar the symbol has
+            while t < n_t and not vcol[t]:
+                t += 1
+        else:  # a target that differs from the last one, on a bar the symbol has
+            while t < n_t:
+                tgt = tcol[t]
+                if tgt != prev and not math.isnan(tgt) and vcol[t]:
+                    break
+                t += 1
+        _mark(j, start, t, cash, q, marks, eq, by_symbol, record)
+        if q != 0:
+            exposed += counts[j, t] - counts[j, start]
+        if t == n_t:
+            break
+        v = version[t]
+        if record and used + 2 >= trades.shape[0]:  # at most two rows a bar (a stop, then the close's exit)
+            trades = _grow(trades, used)
+        if pending:  # next-open mode: the change waiting for this bar
+            pending = False
+            raw = open_p[t, j]
             if q != 0:
-                exposed += 1
-        value = cash + q * lc
-        eq[t] += value
-        if record:
-            by_symbol[t, j] = value / 100.0
+                px = _exit_price(q, raw, slip)
+                ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
+                cash += q * px - ch
+                used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, SIGNAL)
+                q = 0
+            if p_tgt != 0.0:
+                q, e_px, e_ch = _entry(p_tgt, raw, cash / 100.0, cash, p_vol, cfg, fcfg, rates, caps, gst, v)
+                if q != 0:
+                    cash -= q * e_px + e_ch
+                    stats[ST_TRADED] += abs(q) * e_px
+                    stats[ST_CHARGES] += e_ch
+                    e_bar = t
+                    sl, tp = _levels(q, e_px, fcfg[STOP], fcfg[TAKE], cfg[TICK])
+        if has_stops and q != 0 and e_bar < t:
+            raw, reason = _stop_fill(q, open_p[t, j], high_p[t, j], low_p[t, j], sl, tp)
+            if raw > 0:
+                px = _exit_price(q, raw, slip)
+                ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
+                cash += q * px - ch
+                used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, reason)
+                q = 0
+        tgt = targets[t, j]
+        if not math.isnan(tgt):
+            if math.isnan(prev):
+                prev = tgt  # the first opinion: a regime under way is not entered half-way
+            elif tgt != prev:
+                prev = tgt
+                if not fill_close:
+                    pending = True
+                    p_tgt = tgt
+                    p_vol = vol[t, j] if use_vol else 0.0
+                else:
+                    raw = close_p[t, j]
+                    if q != 0:
+                        px = _exit_price(q, raw, slip)
+                        ch = _exit_charges(q, px, cfg, rates, caps, gst, v)
+                        cash += q * px - ch
+                        used = _close(trades, used, stats, record, j, e_bar, t, q, e_px, px, e_ch, ch, SIGNAL)
+                        q = 0
+                    if tgt != 0.0:
+                        vol_now = vol[t, j] if use_vol else 0.0
+                        q, e_px, e_ch = _entry(tgt, raw, cash / 100.0, cash, vol_now, cfg, fcfg, rates, caps,
+                                               gst, v)  # fmt: skip
+                        if q != 0:
+                            cash -= q * e_px + e_ch
+                            stats[ST_TRADED] += abs(q) * e_px
+                            stats[ST_CHARGES] += e_ch
+                            e_bar = t
+                            sl, tp = _levels(q, e_px, fcfg[STOP], fcfg[TAKE], cfg[TICK])
+        _mark(j, t, t + 1, cash, q, marks, eq, by_symbol, record)
+        if q != 0:
+            exposed += 1
+        t += 1
+        start = t
     stats[ST_EXPOSED] += exposed
-    stats[ST_VALID] += seen
+    stats[ST_VALID] += counts[j, n_t]
     if q != 0:  # still open at the end: marked at the last close, no exit charges
         stats[ST_OPEN] += 1
         if record:
-            _write(trades, used, j, e_bar, lb, q, e_px, lc, e_ch, 0, OPEN)
+            trades = _grow(trades, used)
+            last = n_t - 1
+            while not valid[last, j]:
+                last -= 1
+            _write(trades, used, j, e_bar, last, q, e_px, close_p[last, j], e_ch, 0, OPEN)
             used += 1
-    return used
+    return trades, used
 
 
 @njit(cache=True)
@@ -477,7 +539,7 @@ def _shared(  # noqa: PLR0912, PLR0915 - the per-bar rules in one place
     fcfg: NDArray[np.float64],
     trades: NDArray[np.int64],
     stats: NDArray[np.int64],
-    eq: NDArray[np.int64],
+    eq: NDArray[np.float64],
 ) -> int:
     """One cash pool: bar by bar, all symbols; within a fill, every exit before any entry."""
     n_t, n_s = close_p.shape
