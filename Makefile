@@ -15,16 +15,19 @@ $(PY):
 
 $(STAMP_BASE): requirements/base.txt | $(PY)
 	$(PIP) install -r requirements/base.txt
+	$(PY) -m apps.strategies.engine.warm
 	touch $@
 
 $(STAMP_DEV): requirements/base.txt requirements/dev.txt | $(PY)
 	$(PIP) install -r requirements/dev.txt
+	$(PY) -m apps.strategies.engine.warm
 	touch $(STAMP_BASE) $@
 
 venv: $(STAMP_BASE)
 venv-dev: $(STAMP_DEV)
 
 run: $(STAMP_BASE)
+	$(PY) -m apps.strategies.engine.warm
 	exec $(PY) -m tradingsite.launcher run
 
 lint: $(STAMP_DEV)
