@@ -66,8 +66,8 @@ class SmaCrossover(Strategy):
     def targets(self, bars: Bars, cache: IndicatorCache | None = None) -> Array:
         fast_sum, fast_ok, slow_sum, slow_ok = self._sums(bars, cache)
         f, s = self.params["fast"], self.params["slow"]
-        above = fast_sum * s > slow_sum * f  # exact: integer paise sums
-        return crossover_regime(above, fast_ok & slow_ok, long_short=bool(self.params["long_short"]))
+        # exact: integer paise sums; the same rule as crossover_regime, in one compiled pass
+        return ind.sums_regime(fast_sum, fast_ok, slow_sum, slow_ok, f, s, bool(self.params["long_short"]))
 
     def inputs(self, bars: Bars, cache: IndicatorCache | None = None) -> dict[str, Array]:
         fast_sum, fast_ok, slow_sum, slow_ok = self._sums(bars, cache)

@@ -58,7 +58,7 @@ MC_PERCENTILES = (5, 25, 50, 75, 95)
 # Combination-bars (parameter sets x bars x symbols) per second that `run_grid` does on one core of the
 # development machine with costs on (benchmarks/backtest_fanout.py measures it); chunk sizing falls back to
 # it until the database has timings of finished chunks (apps.strategies.runs.grid_throughput).
-DEFAULT_THROUGHPUT = 2.0e7
+DEFAULT_THROUGHPUT = 1.0e8
 _MC_BLOCK = 1 << 22  # at most this many path-steps in memory at once
 
 P = TypeVar("P")

@@ -31,7 +31,7 @@ def _bars(rows: int = 120, symbols: int = 2, *, minute: bool = False) -> Bars:
     return Bars(interval, start + np.arange(rows) * step, names, close, close + 1, close - 1, close, close * 0 + 1e5)
 
 
-SETTINGS = (
+SETTINGS: tuple[dict[str, object], ...] = (
     {},
     {"costs": False},
     {"fill": "close", "sizing": "fixed", "quantity": 5, "stop_loss": 0.02, "take_profit": 0.03},
