@@ -321,30 +321,50 @@ def test_demo_strategies_turn_replayed_bars_into_signals_and_paper_orders(stack:
     assert "demo-sma-minute" in page
 
 
-def test_a_grid_backtest_runs_on_the_backtests_workers_and_shows_its_heatmap(stack: Stack) -> None:
-    """POST /backtests/ (grid) on the demo daily candles: chunks on the backtests queue, a chord, the heatmap."""
-    wait_ready(stack)
+def run_to_completion(stack: Stack, body: dict[str, Any], what: str) -> dict[str, Any]:
     auth, api = stack.credentials(), f"{stack.url}/api/v1"
-    body: dict[str, Any] = {
-        "kind": "grid", "strategy": "sma_crossover", "symbols": ["RELIANCE", "INFY", "TCS", "ITC"],
-        "interval": "day", "start": "2000-01-01", "end": "2100-01-01",
-        "grid": {"fast": [5, 10, 15], "slow": [20, 30, 40]},
-    }  # fmt: skip
     started = requests.post(f"{api}/backtests/", json=body, auth=auth, timeout=30)
     assert started.status_code in (200, 202), started.text[:500]
     url = f"{api}/backtests/{started.json()['id']}/"
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
     def finished() -> bool:
         seen.append(requests.get(url, auth=auth, timeout=10).json())
         return seen[-1]["status"] in {"done", "failed"}
 
-    wait_until(finished, timeout=180, interval=1, what="the grid run on the backtests workers")
-    run = seen[-1]
-    assert run["status"] == "done", run.get("error")
-    assert run["progress"] == 1.0 and len(run["results"]["rows"]) == 9
-    page = admin_session(stack).get(f"{stack.url}/admin/strategies/backtestrun/{run['id']}/change/", timeout=10).text
-    assert page.count("<svg") >= 2 and "heatmap" in page.lower()
+    wait_until(finished, timeout=180, interval=1, what=what)
+    assert seen[-1]["status"] == "done", seen[-1].get("error")
+    assert seen[-1]["progress"] == 1.0
+    return seen[-1]
+
+
+def test_grid_walk_forward_and_monte_carlo_runs_on_the_backtests_workers_show_their_charts(stack: Stack) -> None:
+    """POST /backtests/ on the demo daily candles: chunks on the backtests queue, chords, the admin's charts."""
+    wait_ready(stack)
+    common: dict[str, Any] = {
+        "strategy": "sma_crossover", "symbols": ["RELIANCE", "INFY", "TCS", "ITC"], "interval": "day",
+        "start": "2000-01-01", "end": "2100-01-01",
+    }  # fmt: skip
+    grid = run_to_completion(
+        stack, {**common, "kind": "grid", "grid": {"fast": [5, 10, 15], "slow": [20, 30, 40]}}, "the grid run"
+    )
+    assert len(grid["results"]["rows"]) == 9 and grid["chunks_total"] >= 1
+    wf_options = {"folds": 2, "mode": "anchored", "grid": {"fast": [5, 10], "slow": [20, 30]}}
+    walk = run_to_completion(stack, {**common, "kind": "walk_forward", "walk_forward": wf_options}, "walk-forward")
+    assert len(walk["results"]["folds"]) == 2 and walk["equity"]
+    mc_options = {"simulations": 500, "method": "bootstrap", "seed": 1}
+    carlo = run_to_completion(
+        stack, {**common, "kind": "monte_carlo", "source_run": grid["id"], "monte_carlo": mc_options}, "Monte Carlo"
+    )
+    assert 0.0 <= carlo["results"]["probability_of_ruin"] <= 1.0
+    session = admin_session(stack)
+    pages = {
+        run["kind"]: session.get(f"{stack.url}/admin/strategies/backtestrun/{run['id']}/change/", timeout=10).text
+        for run in (grid, walk, carlo)
+    }
+    assert pages["grid"].count("<svg") >= 3 and "heatmap" in pages["grid"].lower()  # equity, drawdown, heatmap
+    assert pages["walk_forward"].count("<svg") >= 2 and "fold" in pages["walk_forward"].lower()
+    assert pages["monte_carlo"].count("<svg") >= 2 and "ruin" in pages["monte_carlo"].lower()
 
 
 def test_a_second_launcher_on_the_same_var_is_turned_away(stack: Stack) -> None:
