@@ -30,11 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.stats import Report
+from benchmarks.stats import Report, bench_repeats, best_of
 
 if TYPE_CHECKING:
     from apps.strategies.engine.bars import Bars
@@ -64,19 +63,6 @@ result = run_backtest(strategy, bars, Settings(cash=1_000_000, costs=False))
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "first_call_s": t3 - t2, "final_equity": float(result.equity[-1])}))
 """
-
-
-def _repeats() -> int:
-    return int(os.environ.get("BENCH_REPEATS", "5"))
-
-
-def _best(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), times
 
 
 def _met(ok: bool) -> str:
@@ -113,32 +99,32 @@ def _single(bars: Bars, repeats: int) -> dict[str, Any]:
     assert result.equity_by_symbol is not None
     ours = {s: float(result.equity_by_symbol[-1, j]) for j, s in enumerate(bars.symbols)}
     m: dict[str, Any] = {"trades": len(result.records), "final_equity": float(result.equity[-1])}
-    m["ours_s"], m["ours_all_s"] = _best(lambda: run_backtest(strategy, bars, settings), repeats)
-    m["ours_with_trade_objects_s"] = _best(lambda: run_backtest(strategy, bars, settings).trades_json(), repeats)[0]
+    m["ours_s"], m["ours_all_s"] = best_of(lambda: run_backtest(strategy, bars, settings), repeats)
+    m["ours_with_trade_objects_s"] = best_of(lambda: run_backtest(strategy, bars, settings).trades_json(), repeats)[0]
     targets = strategy.targets(bars)
-    m["ours_targets_s"] = _best(lambda: strategy.targets(bars), repeats)[0]
+    m["ours_targets_s"] = best_of(lambda: strategy.targets(bars), repeats)[0]
     from apps.strategies.engine.backtest import _simulate
 
-    m["ours_kernel_s"] = _best(lambda: _simulate(targets, bars, settings, None, record=True), repeats)[0]
+    m["ours_kernel_s"] = best_of(lambda: _simulate(targets, bars, settings, None, record=True), repeats)[0]
 
     p = bars.paise("open"), bars.paise("close"), np.ascontiguousarray(bars.valid())
     cash = round(peers.CASH * 100)
     bare = peers.bare_loop(*p, peers.FAST, peers.SLOW, cash)
-    m["bare_s"] = _best(lambda: peers.bare_loop(*p, peers.FAST, peers.SLOW, cash), max(repeats, 20))[0]
+    m["bare_s"] = best_of(lambda: peers.bare_loop(*p, peers.FAST, peers.SLOW, cash), max(repeats, 20))[0]
     m["bare_disagree"] = _disagreements(ours, {s: float(bare[j]) / 100 for j, s in enumerate(bars.symbols)})
 
     frames = peers.symbol_frames(DAILY, bars.symbols)
     for name, make in (("backtesting_py", peers.backtesting_py), ("backtrader", peers.backtrader)):
         fn = make(frames)
         theirs = fn()
-        m[f"{name}_s"], m[f"{name}_all_s"] = _best(fn, repeats)
+        m[f"{name}_s"], m[f"{name}_all_s"] = best_of(fn, repeats)
         m[f"{name}_disagree"] = _disagreements(ours, theirs)
 
     vbt = peers.vectorbt_one_call(bars.close, bars.open)
     t0 = time.perf_counter()
     final = vbt()
     m["vectorbt_first_call_s"] = time.perf_counter() - t0
-    m["vectorbt_s"], m["vectorbt_all_s"] = _best(vbt, repeats)
+    m["vectorbt_s"], m["vectorbt_all_s"] = best_of(vbt, repeats)
     m["vectorbt_disagree"] = _disagreements(ours, {s: float(final[j]) for j, s in enumerate(bars.symbols)})
     return m
 
@@ -162,13 +148,13 @@ def _grid(bars: Bars, repeats: int) -> dict[str, Any]:
 
     rows = ours()
     m: dict[str, Any] = {"pairs": len(pairs), "bar_symbols": int(bars.valid().sum())}
-    m["ours_s"], m["ours_all_s"] = _best(ours, repeats)
+    m["ours_s"], m["ours_all_s"] = best_of(ours, repeats)
     m["windows_computed"] = caches[-1].misses
     vbt = peers.vectorbt_grid(bars.close, bars.open, pairs)
     t0 = time.perf_counter()
     totals = vbt()
     m["vectorbt_first_call_s"] = time.perf_counter() - t0
-    m["vectorbt_s"], m["vectorbt_all_s"] = _best(vbt, repeats)
+    m["vectorbt_s"], m["vectorbt_all_s"] = best_of(vbt, repeats)
     agree = [abs(r["final_equity"] - float(t)) < PAISA * bars.n_symbols for r, t in zip(rows, totals, strict=True)]
     m["vectorbt_pairs_agreeing"] = int(sum(agree))
     m["vectorbt_pairs_disagreeing"] = [list(pair) for pair, ok in zip(pairs, agree, strict=True) if not ok]
@@ -279,7 +265,7 @@ def _rows(m: dict[str, Any]) -> list[list[object]]:
 
 def _notes(m: dict[str, Any], preloaded: bool) -> list[str]:
     s, g = m["single"], m["grid"]
-    notes = [f"times: best of {_repeats()}; one CPU (affinity {m['cpu']}), NUMBA_NUM_THREADS=1; "
+    notes = [f"times: best of {bench_repeats()}; one CPU (affinity {m['cpu']}), NUMBA_NUM_THREADS=1; "
              f"load average at start {m['load'][0]:.2f}, at end {m['load'][1]:.2f} (a shared machine)"]  # fmt: skip
     for key, label in (("backtesting_py", "backtesting.py"), ("backtrader", "backtrader"), ("vectorbt", "vectorbt"),
                        ("bare", "bare loop")):  # fmt: skip
@@ -315,7 +301,7 @@ def run() -> Report:
     from apps.strategies.engine.bars import read_csv_dir
 
     load0 = os.getloadavg()[0]
-    repeats = _repeats()
+    repeats = bench_repeats()
     bars = read_csv_dir(DAILY)
     m: dict[str, Any] = {"cpu": cpu, "first_call": _first_calls()}
     m["single"] = _single(bars, repeats)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.stats import Report
+from benchmarks.stats import Report, bench_repeats, best_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,19 +40,6 @@ GOAL_ONE_CORE = 1.3
 GOAL_TWO_CORES = 0.75
 GOAL_EFFICIENCY = 4.0
 GOAL_RSS_MB = 1024.0
-
-
-def _repeats() -> int:
-    return int(os.environ.get("BENCH_REPEATS", "5"))
-
-
-def _best(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), times
 
 
 def _inputs() -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -99,7 +86,7 @@ def _one_core(cov: NDArray[np.float64], exposures: NDArray[np.float64], repeats:
     times: dict[str, list[float]] = {"one_buffer": [], "chunked": [], "mc": []}
     for _ in range(repeats):
         for name, fn in (("one_buffer", one_buffer), ("chunked", chunked), ("mc", lambda: montecarlo_var(**kw))):
-            times[name].append(_best(fn, 1)[0])
+            times[name].append(best_of(fn, 1)[0])
     floor = min(*times["one_buffer"], *times["chunked"])
     return {
         "floor": {"one_buffer_s": min(times["one_buffer"]), "chunked_s": min(times["chunked"]), "floor_s": floor,
@@ -121,7 +108,7 @@ def _naive(cov: NDArray[np.float64], exposures: NDArray[np.float64], repeats: in
         var = np.quantile(loss, CONFIDENCE)
         float(loss[loss > var].mean())
 
-    return _best(once, repeats)[0]
+    return best_of(once, repeats)[0]
 
 
 def _efficiency(cov: NDArray[np.float64], exposures: NDArray[np.float64], distribution: str) -> dict[str, Any]:
@@ -200,7 +187,7 @@ def _two_processes(cov: NDArray[np.float64], exposures: NDArray[np.float64], rep
     with make_pool(1) as pool:
         result = montecarlo_var(**kw, executor=pool)
         cold = time.perf_counter() - t0
-        best, times = _best(lambda: montecarlo_var(**kw, executor=pool), repeats)
+        best, times = best_of(lambda: montecarlo_var(**kw, executor=pool), repeats)
     return {"two_processes_s": best, "two_processes_all_s": times, "first_call_with_pool_start_s": cold,
             "var": result.var, "var_se": result.var_se}  # fmt: skip
 
@@ -249,7 +236,7 @@ def _rows(m: dict[str, Any]) -> list[list[object]]:
 def _measure() -> dict[str, Any]:
     from apps.risk.quant.var import historical_var, parametric_var
 
-    repeats = _repeats()
+    repeats = bench_repeats()
     cov, exposures, returns = _inputs()
     m: dict[str, Any] = {"memory": _peak_rss(cov, exposures)}  # first: before this process grows
     m["montecarlo"] = _one_core(cov, exposures, repeats)
@@ -283,8 +270,8 @@ def run() -> Report:
     rows = _rows(m)
     mc, mc2 = m["montecarlo"], m["montecarlo_two_processes"]
     notes = [
-        f"times: best of {_repeats()}, floor and 1-core MC interleaved (multivariate_normal: best of "
-        f"{max(1, _repeats() // 2)}); floor = min(one prefaulted buffer {m['floor']['one_buffer_s']:.4f}s, "
+        f"times: best of {bench_repeats()}, floor and 1-core MC interleaved (multivariate_normal: best of "
+        f"{max(1, bench_repeats() // 2)}); floor = min(one prefaulted buffer {m['floor']['one_buffer_s']:.4f}s, "
         f"chunked {m['floor']['chunked_s']:.4f}s)",
         f"MC 1M result: VaR99 {mc['var']:,.0f} (SE {mc['var_se']:,.0f}), ES {mc['es']:,.0f} (SE {mc['es_se']:,.0f}); "
         f"2 processes: VaR99 {mc2['var']:,.0f} (SE {mc2['var_se']:,.0f})",
@@ -295,7 +282,7 @@ def run() -> Report:
         notes.append("numpy was loaded before run(): OPENBLAS_NUM_THREADS=1 may not have applied")
     data: dict[str, Any] = {"measurements": m, "config": {
         "instruments": N_INSTRUMENTS, "days": DAYS, "paths": PATHS, "confidence": CONFIDENCE,
-        "efficiency_paths": EFFICIENCY_PATHS, "efficiency_seeds": EFFICIENCY_SEEDS, "repeats": _repeats(),
+        "efficiency_paths": EFFICIENCY_PATHS, "efficiency_seeds": EFFICIENCY_SEEDS, "repeats": bench_repeats(),
         "goals": {"one_core_x_floor": GOAL_ONE_CORE, "two_processes_x_floor": GOAL_TWO_CORES,
                   "efficiency_x_plain": GOAL_EFFICIENCY, "peak_rss_mb": GOAL_RSS_MB},
     }}  # fmt: skip

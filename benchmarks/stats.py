@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,3 +79,21 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def bench_repeats(default: int = 5) -> int:
+    """BENCH_REPEATS from the environment (a whole number >= 1), or `default`."""
+    raw = os.environ.get("BENCH_REPEATS", "").strip()
+    if raw and (not raw.isdigit() or int(raw) < 1):
+        raise SystemExit(f"configuration error: BENCH_REPEATS must be an integer >= 1, got {raw!r}")
+    return int(raw) if raw else default
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
+    """(the fastest of `repeats` timed calls, every time), in seconds."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), times

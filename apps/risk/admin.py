@@ -18,23 +18,16 @@ from django.http import HttpRequest, HttpResponseRedirect
 from apps.risk import admin_var  # noqa: F401 - registers the snapshot, scenario and breach admins
 from apps.risk.limits import limit_create, limit_update
 from apps.risk.models import LIMIT_FIELDS, RestrictedInstrument, RiskLimit, RiskLimitChange
+from tradingsite.admin_helpers import ReadOnlyInline
 from tradingsite.exceptions import ApplicationError
 
 
-class LimitChangeInline(admin.TabularInline):
+class LimitChangeInline(ReadOnlyInline):
     model = RiskLimitChange
     fields = ("changed_at", "field", "old_value", "new_value", "version", "changed_by", "source")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("-changed_at", "-id")
     verbose_name_plural = "history (who changed what, when)"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RiskLimitForm(forms.ModelForm):

@@ -36,26 +36,18 @@ from apps.strategies.configs import (
 from apps.strategies.engine.packing import unpack_series
 from apps.strategies.models import BacktestChunk, BacktestRun, RunKind, Signal, StrategyConfig, StrategyConfigEvent
 from apps.strategies.serializers import chunk_items
-from tradingsite.admin_helpers import ReadOnlyAdmin
+from tradingsite.admin_helpers import ReadOnlyAdmin, ReadOnlyInline
 from tradingsite.exceptions import ApplicationError
 
 # --- strategy configs ----------------------------------------------------------------------------------------------
 
 
-class ConfigEventInline(admin.TabularInline):
+class ConfigEventInline(ReadOnlyInline):
     model = StrategyConfigEvent
     fields = ("at", "kind", "version", "by", "detail")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("-at", "-id")
     verbose_name_plural = "history (who changed what, when)"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StrategyConfigForm(forms.ModelForm):
