@@ -31,6 +31,7 @@ from apps.strategies.engine.params import Params
 from apps.strategies.engine.research import (
     Fold,
     choose_best,
+    merge_dealt,
     monte_carlo,
     stitch,
     trade_returns,
@@ -185,8 +186,8 @@ def grid_finish_execute(*, run_id: int) -> str:
     """The chord body: rank every row, back-test the best set for its curve and trades; or fail naming a chunk."""
 
     def work(run: BacktestRun) -> str:
-        chunks = list(run.chunks.order_by("index"))
-        rows = [row for c in chunks if c.status == RunStatus.DONE for row in c.results]
+        chunks = list(run.chunks.defer("work").order_by("index"))
+        rows = merge_dealt([c.results if c.status == RunStatus.DONE else None for c in chunks])  # grid order
         objective = run.options.get("objective", "sharpe")
         results: dict[str, Any] = {"objective": objective, "axes": run.grid, "rows": rows, "best": None}
         if rows:
@@ -198,7 +199,12 @@ def grid_finish_execute(*, run_id: int) -> str:
         best = get_strategy(run.strategy, results["best"]["params"])
         result = run_backtest(best, run_bars(run), _settings(run))
         runs.run_complete(
-            run_id, metrics=result.metrics, equity=_equity_blob(result), trades=result.trades_json(), results=results
+            run_id,
+            metrics=result.metrics,
+            equity=_equity_blob(result),
+            trades=result.trades_json(),
+            results=results,
+            stored=("rows", "best"),
         )
         return RunStatus.DONE
 
@@ -254,7 +260,7 @@ def walk_forward_finish_execute(*, run_id: int) -> str:
     """The chord body: the folds' table, the stitched out-of-sample equity and its metrics."""
 
     def work(run: BacktestRun) -> str:
-        chunks = list(run.chunks.order_by("index"))
+        chunks = list(run.chunks.defer("work").order_by("index"))
         done = [c.results for c in chunks if c.status == RunStatus.DONE]
         folds = [{k: f[k] for k in ("index", "train", "test", "params", "in_sample", "out_of_sample")} for f in done]
         results: dict[str, Any] = {

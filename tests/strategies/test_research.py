@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import itertools
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from apps.strategies.engine.bars import IST
 from apps.strategies.engine.research import (
     Fold,
     ResearchError,
     choose_best,
     chunk_work,
+    merge_dealt,
     monte_carlo,
     stitch,
+    trade_returns,
+    trade_stats,
     walk_forward_folds,
 )
 
@@ -103,6 +108,32 @@ def test_stitch_compounds_each_segment_on_the_last() -> None:
     np.testing.assert_allclose(equity, [1000.0, 1100.0, 1200.0, 1200.0, 960.0])
     with pytest.raises(ResearchError, match="starts before"):
         stitch([b, a], 1000.0)
+
+
+def test_trade_stats_tally_like_the_kernel() -> None:
+    trades = [
+        {"quantity": 10, "entry_price": 100.0, "exit_price": 110.0, "pnl": 95.5, "charges": 4.5,
+         "exit_reason": "signal"},
+        {"quantity": -5, "entry_price": 200.0, "exit_price": 210.0, "pnl": -53.2, "charges": 3.2,
+         "exit_reason": "stop_loss"},
+        {"quantity": 3, "entry_price": 50.0, "exit_price": 55.0, "pnl": 14.9, "charges": 0.1, "exit_reason": "open"},
+    ]  # fmt: skip
+    stats = trade_stats(trades, exposed=40, valid=100)
+    # traded: 10x100 + 10x110 + 5x200 + 5x210 + 3x50 (the open one's exit is marked, not sold), in paise
+    assert stats.tolist() == [(1000 + 1100 + 1000 + 1050 + 150) * 100, 780, 40, 100, 2, 1, 9550, 5320, 1]
+
+
+def test_trade_returns_are_pnl_over_the_equity_before_entry() -> None:
+    day = 86_400_000_000
+    base = 1_700_000_000_000_000 - 1_700_000_000_000_000 % day  # a UTC midnight
+    times = base + np.arange(4) * day
+    equity = np.array([1000.0, 1100.0, 1200.0, 900.0])
+    iso = [datetime.fromtimestamp((base + k * day) / 1e6, tz=UTC).astimezone(IST).isoformat() for k in range(4)]
+    trades = [{"entry_time": iso[0], "pnl": 10.0}, {"entry_time": iso[2], "pnl": -55.0}]
+    # The first enters on the first bar (its own equity stands in); the second on bar 2: equity at bar 1.
+    np.testing.assert_allclose(trade_returns(trades, times, equity), [0.01, -0.05])
+    with pytest.raises(ResearchError):
+        trade_returns(trades, times[:0], equity[:0])
 
 
 # --- Monte Carlo ----------------------------------------------------------------------------------------------
@@ -200,14 +231,22 @@ def test_chunks_are_about_a_second_and_a_multiple_of_the_pool() -> None:
     sets = list(range(1000))
     # 1000 sets x 50,000 bars at 1e7 bars/s = 5 s: 5 one-second chunks, rounded down to 4 for a pool of 2.
     chunks = chunk_work(sets, 50_000, target_seconds=1.0, throughput=1e7, parallel=2)
-    assert len(chunks) == 4 and [len(c) for c in chunks] == [250, 250, 250, 250]
-    assert [x for c in chunks for x in c] == sets  # order kept
+    assert [len(c) for c in chunks] == [250, 250, 250, 250]
+    assert chunks[1][:3] == [1, 5, 9]  # dealt: each chunk a sample of the whole grid
+    assert merge_dealt(chunks) == sets
     # A small grid still uses both processes; a single set makes one chunk.
-    assert len(chunk_work(sets[:9], 1000, throughput=1e9)) == 2
-    assert [len(c) for c in chunk_work(sets[:9], 1000, throughput=1e9)] == [5, 4]
+    small = chunk_work(sets[:9], 1000, throughput=1e9)
+    assert [len(c) for c in small] == [5, 4] and merge_dealt(small) == sets[:9]
     assert chunk_work(sets[:1], 1000) == [[0]]
     assert chunk_work([], 1000) == []
     # Bounded by the chord's size.
     assert len(chunk_work(sets, 10**9, throughput=1.0, max_chunks=64)) == 64
     with pytest.raises(ResearchError):
         chunk_work(sets, 0)
+
+
+def test_merging_dealt_chunks_skips_a_missing_one_and_keeps_the_order() -> None:
+    chunks = chunk_work(list(range(11)), 1, throughput=1e-3, parallel=2, max_chunks=4)  # 4 chunks
+    assert chunks == [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7]]
+    assert merge_dealt([chunks[0], None, chunks[2], chunks[3]]) == [0, 2, 3, 4, 6, 7, 8, 10]
+    assert merge_dealt([None, None]) == []

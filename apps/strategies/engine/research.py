@@ -36,6 +36,7 @@ __all__ = [
     "ResearchError",
     "choose_best",
     "chunk_work",
+    "merge_dealt",
     "monte_carlo",
     "stitch",
     "trade_returns",
@@ -372,14 +373,18 @@ def chunk_work(
     parallel: int = 2,
     max_chunks: int = 256,
 ) -> list[list[P]]:
-    """Cut `param_sets` into contiguous chunks of about `target_seconds` of work each, or more.
+    """Deal `param_sets` into chunks of about `target_seconds` of work each, or more.
 
     Work is estimated as sets x `bars_per_set` (bars x symbols) / `throughput` (combination-bars per
     second). The chunk count is the whole number of target-sized chunks that fit, rounded DOWN to a
     multiple of `parallel` (the pool's processes) so that no round of the pool runs half empty, and at
     least `parallel` so that even a small grid uses every process; never more chunks than sets, nor more
-    than `max_chunks` (a chord's header is a message each). Sizes differ by at most one set; chunks keep
-    the given order, so concatenating their results gives the sets' order back.
+    than `max_chunks` (a chord's header is a message each).
+
+    The sets are DEALT, not cut: chunk k gets sets k, k + n, k + 2n, ... A grid's cost is not even along
+    its order (the first SMA rows pair a short fast window with every slow one: more indicators to
+    compute), so contiguous chunks would finish at different times; dealt ones are alike, and differ by at
+    most one set. `merge_dealt` puts their results back in the sets' order.
     """
     if not param_sets:
         return []
@@ -389,10 +394,10 @@ def chunk_work(
     fitting = int(seconds // target_seconds)
     count = max(parallel, fitting - fitting % parallel)
     count = max(1, min(count, len(param_sets), max_chunks))
-    size, extra = divmod(len(param_sets), count)
-    out, at = [], 0
-    for k in range(count):
-        step = size + (1 if k < extra else 0)
-        out.append(list(param_sets[at : at + step]))
-        at += step
-    return out
+    return [list(param_sets[k::count]) for k in range(count)]
+
+
+def merge_dealt(parts: Sequence[Sequence[P] | None]) -> list[P]:
+    """The items of chunks made by `chunk_work`, in the original order; a missing chunk (None) is skipped."""
+    longest = max((len(p) for p in parts if p is not None), default=0)
+    return [part[i] for i in range(longest) for part in parts if part is not None and i < len(part)]
