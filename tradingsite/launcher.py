@@ -199,15 +199,18 @@ def prepare(env: dict[str, str]) -> None:
     _manage(env, "install_schedule")
     _manage(env, "seed_demo", "--if-empty")  # first start: the NIFTY 50 universe and demo candles to look at
     _manage(env, "ensure_paper_account")  # first start: a paper account the operator may trade
-    _manage(env, "demo_strategies", "--if-empty")  # first start: paper strategy configs the demo feed drives
 
 
 def after_ready(env: dict[str, str]) -> None:
-    """Steps that need the running stack (Redis, the orders worker); a failure is reported, the stack stays up."""
-    try:
-        _manage(env, "demo_book", "--if-empty")  # first start: a small book, so VaR and limits have something to show
-    except LaunchError as exc:
-        print(f"warning: {exc}", flush=True)
+    """Steps that need the running stack (Redis, the orders worker); a failure is reported, the stack stays up.
+
+    First start: a small demo book, so VaR and limits have something to show; then the paper strategy configs the
+    demo feed drives (after the book, so its burst of orders goes out alone, within the account's 10 a second)."""
+    for step in (("demo_book", "--if-empty"), ("demo_strategies", "--if-empty")):
+        try:
+            _manage(env, *step)
+        except LaunchError as exc:
+            print(f"warning: {exc}", flush=True)
 
 
 def process_names(config: Config) -> list[str]:

@@ -42,12 +42,13 @@ def test_buys_about_80000_rupees_of_each_stock_with_candles_just_above_its_last_
     orders = {o.instrument.tradingsymbol: o for o in Order.objects.filter(account=account)}
     assert set(orders) == {"RELIANCE", "INFY"}
     reliance, infy = orders["RELIANCE"], orders["INFY"]
-    assert reliance.status == "QUEUED" and reliance.strategy == "demo" and reliance.order_type == "LIMIT"
+    assert reliance.status == "QUEUED", reliance.status_message
+    assert reliance.strategy == "demo" and reliance.order_type == "LIMIT"
     assert reliance.quantity == 27 and reliance.price == Decimal(
         "3039.85"
     )  # 80,000 // 2951.30; 2951.30 x 1.03 up to the tick
     assert infy.quantity == 53 and infy.price == Decimal("1544.95")
-    assert "has orders already; nothing placed" in _run("--if-empty")
+    assert "has demo-book orders already; nothing placed" in _run("--if-empty")
     assert Order.objects.count() == 2
 
 

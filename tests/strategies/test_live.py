@@ -7,6 +7,7 @@ task does. Orders stay QUEUED (no orders worker here): what is checked is what t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -33,14 +34,14 @@ CAPITAL = Decimal("1500000")
 
 
 @pytest.fixture
-def config(shared_data: Path, settings: Any) -> StrategyConfig:
+def config(shared_data: Path, settings: Any) -> Iterator[StrategyConfig]:
     settings.PAPER_MARKET_HOURS = False
     settings.RISK_MARKET_HOURS = False
     for symbol in SYMBOLS:
         candles_import(path=shared_data / "nifty50-daily" / f"{symbol}.csv", interval="day")
     RiskLimit.objects.filter(scope="global").update(orders_per_second=10_000, orders_per_day=10**6)
     account = BrokerAccount.objects.create(name="paper-live", kind="paper")
-    return StrategyConfig.objects.create(
+    yield StrategyConfig.objects.create(
         name="sma-live",
         strategy="sma_crossover",
         parameters={"fast": 10, "slow": 30},
@@ -50,6 +51,7 @@ def config(shared_data: Path, settings: Any) -> StrategyConfig:
         account=account,
         enabled=True,
     )
+    get_redis().hdel(events.LATEST_PRICES, *(f"NSE:{s}" for s in SYMBOLS))  # later tests price these themselves
 
 
 def dec(x: float) -> Decimal:

@@ -3,7 +3,7 @@
 A fresh `make run` has no positions, so VaR, stress tests and the limits in use have nothing to show. This places
 real orders through the OMS (pre-trade checks, the orders queue, the paper broker): LIMIT buys 3% above each
 stock's last daily close, which the demo feed's prices cross within its first bars. `--if-empty` (what `make run`
-calls) does nothing once the account has any order. Orders are tagged with strategy `demo`.
+calls) does nothing once the account has any demo-book order. Orders are tagged with strategy `demo`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tradingsite.exceptions import NotFound
 DEMO_SYMBOLS = ("RELIANCE", "HDFCBANK", "INFY", "TCS", "ITC", "LT", "SUNPHARMA", "MARUTI")
 VALUE_PER_SYMBOL = Decimal(80_000)
 ABOVE_CLOSE = Decimal("1.03")
+DEMO_STRATEGY = "demo"  # the strategy label of its orders (the demo strategy configs trade the same account)
 
 
 def _last_close(symbol: str) -> tuple[Any, Decimal] | None:
@@ -40,12 +41,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--account", default="", help="paper account name (default: the first paper account)")
-        parser.add_argument("--if-empty", action="store_true", help="do nothing if the account has any order")
+        parser.add_argument(
+            "--if-empty", action="store_true", help="do nothing if the account has demo-book orders already"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         account = self._account(options["account"])
-        if options["if_empty"] and Order.objects.filter(account=account).exists():
-            self.stdout.write(f"demo book: account {account.name!r} has orders already; nothing placed")
+        placed_before = Order.objects.filter(account=account, strategy=DEMO_STRATEGY)
+        if options["if_empty"] and placed_before.exists():
+            self.stdout.write(f"demo book: account {account.name!r} has demo-book orders already; nothing placed")
             return
         placed = []
         for symbol in DEMO_SYMBOLS:
@@ -62,7 +66,7 @@ class Command(BaseCommand):
                 order=OrderInput(
                     account=account, instrument=instrument, side="BUY", quantity=quantity, product="CNC",
                     order_type="LIMIT", price=_limit_price(close, Decimal(instrument.tick_size)),
-                    client_order_id=f"demo-{account.pk}-{symbol}", strategy="demo",
+                    client_order_id=f"demo-{account.pk}-{symbol}", strategy=DEMO_STRATEGY,
                 ),
                 source=EventSource.OPERATOR,
             )  # fmt: skip
