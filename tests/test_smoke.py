@@ -127,6 +127,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert_all_gone(stop(running))
 
 
+def admin_session(stack: Stack) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{stack.url}/admin/login/", timeout=10)
+    user, password = stack.credentials()
+    session.post(
+        f"{stack.url}/admin/login/?next=/admin/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{stack.url}/admin/login/"},
+        timeout=10,
+    )
+    return session
+
+
 def test_readyz_answers_200_within_90_seconds(stack: Stack) -> None:
     started = time.monotonic()
     body = wait_ready(stack)
@@ -216,15 +229,7 @@ def test_a_paper_order_placed_through_the_api_fills_with_a_position_and_net_pnl(
     assert reliance["net_quantity"] == 2 and reliance["charges"] != "0.0000" and "net_pnl" in reliance
     totals = requests.get(f"{api}/portfolio/", auth=auth, timeout=10).json()["total"]
     assert totals["charges"] not in ("0", "0.00", "0.0000") and "net_pnl" in totals
-    session = requests.Session()
-    session.get(f"{stack.url}/admin/login/", timeout=10)
-    user, password = auth
-    session.post(
-        f"{stack.url}/admin/login/?next=/admin/",
-        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{stack.url}/admin/login/"},
-        timeout=10,
-    )
+    session = admin_session(stack)
     page = session.get(f"{stack.url}/admin/orders/position/", timeout=10).text
     assert "RELIANCE" in page and "net p&amp;l" in page.lower()
 
@@ -258,34 +263,13 @@ def test_var_and_limits_of_the_demo_book_in_the_api_and_the_admin(stack: Stack) 
     assert stress.status_code == 200 and "market_crash" in stress.text
     limits = requests.get(f"{api}/risk/limits/", auth=auth, timeout=10).json()
     assert any(r["scope"] == "global" and r["orders_per_second"] == 10 for r in limits["results"])
-    session = requests.Session()
-    session.get(f"{stack.url}/admin/login/", timeout=10)
-    user, password = auth
-    session.post(
-        f"{stack.url}/admin/login/?next=/admin/",
-        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{stack.url}/admin/login/"},
-        timeout=10,
-    )
+    session = admin_session(stack)
     page = session.get(f"{stack.url}/admin/risk/risksnapshot/{snapshot['id']}/change/", timeout=10).text
     symbols = [p["symbol"].split(":")[1] for p in snapshot["positions"]]  # the fills so far (the strategies trade too)
     assert "<svg" in page and all(s in page for s in symbols), (symbols, page[-3000:])
     assert "orders_per_second" in session.get(f"{stack.url}/admin/risk/risklimit/", timeout=10).text.lower() or (
         "orders per second" in session.get(f"{stack.url}/admin/risk/risklimit/", timeout=10).text.lower()
     )
-
-
-def admin_session(stack: Stack) -> requests.Session:
-    session = requests.Session()
-    session.get(f"{stack.url}/admin/login/", timeout=10)
-    user, password = stack.credentials()
-    session.post(
-        f"{stack.url}/admin/login/?next=/admin/",
-        data={"username": user, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{stack.url}/admin/login/"},
-        timeout=10,
-    )
-    return session
 
 
 def test_demo_strategies_turn_replayed_bars_into_signals_and_paper_orders(stack: Stack) -> None:

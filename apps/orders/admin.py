@@ -19,19 +19,8 @@ from apps.brokers import services as brokers
 from apps.brokers.base import BrokerError
 from apps.orders import control, selectors
 from apps.orders.models import EventSource, Fill, KillSwitch, Order, OrderEvent, Position
-from tradingsite.admin_helpers import ReadOnlyAdmin
+from tradingsite.admin_helpers import ReadOnlyAdmin, ReadOnlyInline
 from tradingsite.exceptions import ApplicationError
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class EventInline(ReadOnlyInline):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 
 from apps.risk import admin_var  # noqa: F401 - registers the snapshot, scenario and breach admins
 from apps.risk.limits import limit_create, limit_update
 from apps.risk.models import LIMIT_FIELDS, RestrictedInstrument, RiskLimit, RiskLimitChange
-from tradingsite.admin_helpers import ReadOnlyInline
+from tradingsite.admin_helpers import ReadOnlyInline, ServiceSavedAdmin
 from tradingsite.exceptions import ApplicationError
 
 
@@ -50,7 +50,7 @@ BOOK_FIELDS = ("max_position_value", "max_concentration_pct", "concentration_flo
 
 
 @admin.register(RiskLimit)
-class RiskLimitAdmin(admin.ModelAdmin):
+class RiskLimitAdmin(ServiceSavedAdmin):
     form = RiskLimitForm
     list_display = (
         "__str__", "max_order_value", "max_position_value", "max_concentration_pct", "max_gross_exposure",
@@ -85,13 +85,6 @@ class RiskLimitAdmin(admin.ModelAdmin):
         except ApplicationError as exc:
             raise ValidationError(str(exc)) from exc
         obj.pk, obj.version = saved.pk, saved.version
-
-    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except ValidationError as exc:
-            self.message_user(request, f"Not saved: {'; '.join(exc.messages)}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
 
     def has_delete_permission(self, request: HttpRequest, obj: RiskLimit | None = None) -> bool:
         return obj is None or obj.scope != "global"  # the desk's defaults always exist

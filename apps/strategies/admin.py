@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -36,7 +36,7 @@ from apps.strategies.configs import (
 from apps.strategies.engine.packing import unpack_series
 from apps.strategies.models import BacktestChunk, BacktestRun, RunKind, Signal, StrategyConfig, StrategyConfigEvent
 from apps.strategies.serializers import chunk_items
-from tradingsite.admin_helpers import ReadOnlyAdmin, ReadOnlyInline
+from tradingsite.admin_helpers import ReadOnlyAdmin, ReadOnlyInline, ServiceSavedAdmin
 from tradingsite.exceptions import ApplicationError
 
 # --- strategy configs ----------------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def _schema_table(description: dict[str, Any]) -> SafeString:
 
 
 @admin.register(StrategyConfig)
-class StrategyConfigAdmin(admin.ModelAdmin):
+class StrategyConfigAdmin(ServiceSavedAdmin):
     form = StrategyConfigForm
     list_display = ("name", "strategy", "mode", "enabled", "interval", "capital", "product", "account", "version",
                     "last_bar_time")  # fmt: skip
@@ -137,13 +137,6 @@ class StrategyConfigAdmin(admin.ModelAdmin):
         except ApplicationError as exc:
             raise ValidationError(exc.message) from exc
         obj.pk, obj.version = saved.pk, saved.version
-
-    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().changeform_view(request, *args, **kwargs)
-        except ValidationError as exc:
-            self.message_user(request, f"Not saved: {'; '.join(exc.messages)}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
 
     def has_delete_permission(self, request: HttpRequest, obj: StrategyConfig | None = None) -> bool:
         return False  # disable a config instead: its signals and events are the desk's record
